@@ -1,0 +1,199 @@
+"""Video decoding: OpenCV first, PyAV where OpenCV's header or decoder fails.
+
+    probe(path) -> VideoInfo(fps, frames, width, height)
+    read_frames(path, stride=1) -> iterator of BGR uint8 frames (H x W x 3)
+    frame_times(path) -> seconds of every frame, from the packets' timestamps
+
+OpenCV reads the frame count and fps from the container header. Some containers have no
+usable header: a browser's MediaRecorder writes live webm without duration, for which OpenCV
+reports a count of about -9e18 and fps 1000. In that case the frames are counted by decoding
+them (PyAV) and the fps is taken from the packet timestamps.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from facs.errors import FacsError
+
+# Header values outside these ranges are treated as lies and measured instead.
+_MAX_PLAUSIBLE_FRAMES = 10_000_000
+_MAX_PLAUSIBLE_FPS = 300.0
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    fps: float
+    frames: int
+    width: int
+    height: int
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise FacsError(f"{path}: no such file")
+    if not path.is_file():
+        raise FacsError(f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise FacsError(f"{path}: empty file, not a video")
+
+
+def _open_cv(path: Path) -> cv2.VideoCapture | None:
+    cap = cv2.VideoCapture(os.fspath(path))
+    if not cap.isOpened():
+        cap.release()
+        return None
+    return cap
+
+
+def _av_scan(path: Path) -> tuple[int, list[float], int, int]:
+    """Decode every frame with PyAV: (count, timestamps in s, width, height)."""
+    import av
+
+    try:
+        container = av.open(os.fspath(path))
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise FacsError(f"{path}: not a readable video ({exc.__class__.__name__})") from None
+    with container:
+        if not container.streams.video:
+            raise FacsError(f"{path}: has no video stream")
+        stream = container.streams.video[0]
+        count, times, width, height = 0, [], 0, 0
+        try:
+            for frame in container.decode(stream):
+                count += 1
+                width, height = frame.width, frame.height
+                if frame.pts is not None and frame.time_base is not None:
+                    times.append(float(frame.pts * frame.time_base))
+        except av.error.FFmpegError:
+            pass  # truncated or corrupt tail: keep the frames that decoded
+    if count == 0:
+        raise FacsError(f"{path}: no frame could be decoded (corrupt, truncated or not a video)")
+    return count, times, width, height
+
+
+def _fps_from_times(times: list[float], fallback: float) -> float:
+    """Frames per second from presentation timestamps (robust to a jittery last frame)."""
+    ts = np.unique(np.asarray(times, dtype=np.float64))
+    if len(ts) < 2:
+        return fallback
+    dt = np.diff(ts)
+    span = ts[-1] - ts[0]
+    if span <= 0:
+        return fallback
+    # Variable-rate recordings (MediaRecorder) have uneven steps: use the mean rate.
+    return float((len(ts) - 1) / span) if np.median(dt) > 0 else fallback
+
+
+def probe(path: str | Path, exact: bool = False) -> VideoInfo:
+    """Frame rate, frame count and size of a video.
+
+    The header's count is used when plausible; with `exact=True`, or when the header is
+    implausible (negative, huge, fps >= 300), frames are counted by decoding them.
+    Raises FacsError naming the file when nothing decodes.
+    """
+    path = Path(path)
+    _check_file(path)
+    cap = _open_cv(path)
+    fps = 0.0
+    if cap is not None:
+        try:
+            ok, frame = cap.read()
+            fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+            count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        finally:
+            cap.release()
+        plausible = 0 < count < _MAX_PLAUSIBLE_FRAMES and 0 < fps < _MAX_PLAUSIBLE_FPS
+        if ok and plausible and not exact:
+            h, w = frame.shape[:2]
+            return VideoInfo(fps=fps, frames=count, width=w, height=h)
+    n, times, w, h = _av_scan(path)
+    fallback = fps if 0 < fps < _MAX_PLAUSIBLE_FPS else 25.0
+    return VideoInfo(fps=_fps_from_times(times, fallback), frames=n, width=w, height=h)
+
+
+def _read_cv(path: Path, stride: int) -> Iterator[np.ndarray]:
+    cap = _open_cv(path)
+    if cap is None:
+        return
+    try:
+        i = 0
+        while True:
+            if i % stride == 0:
+                ok, frame = cap.read()
+                if not ok:
+                    return
+                yield frame
+            elif not cap.grab():  # skip without converting the frame to BGR
+                return
+            i += 1
+    finally:
+        cap.release()
+
+
+def _read_av(path: Path, stride: int) -> Iterator[np.ndarray]:
+    import av
+
+    try:
+        container = av.open(os.fspath(path))
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise FacsError(f"{path}: not a readable video ({exc.__class__.__name__})") from None
+    with container:
+        if not container.streams.video:
+            raise FacsError(f"{path}: has no video stream")
+        try:
+            for i, frame in enumerate(container.decode(container.streams.video[0])):
+                if i % stride == 0:
+                    yield frame.to_ndarray(format="bgr24")
+        except av.error.FFmpegError:
+            return  # truncated tail: stop at the last frame that decoded
+
+
+def read_frames(path: str | Path, stride: int = 1) -> Iterator[np.ndarray]:
+    """Yield every `stride`-th frame (0, stride, 2*stride, ...) as BGR uint8 H x W x 3.
+
+    OpenCV decodes when it can read the first frame; otherwise PyAV. Raises FacsError naming
+    the file when no frame decodes at all.
+    """
+    if stride < 1:
+        raise FacsError(f"stride must be >= 1, got {stride}")
+    path = Path(path)
+    _check_file(path)
+    got = False
+    for frame in _read_cv(path, stride):
+        got = True
+        yield frame
+    if got:
+        return
+    for frame in _read_av(path, stride):
+        got = True
+        yield frame
+    if not got:
+        raise FacsError(f"{path}: no frame could be decoded (corrupt, truncated or not a video)")
+
+
+def read_all(path: str | Path, stride: int = 1) -> np.ndarray:
+    """All (strided) frames as one N x H x W x 3 uint8 array."""
+    frames = list(read_frames(path, stride))
+    return np.stack(frames)
+
+
+def frame_times(path: str | Path) -> np.ndarray:
+    """Presentation time in seconds of every frame, from PyAV's timestamps (first frame = 0).
+
+    Where a container has no timestamps, times are index / fps.
+    """
+    path = Path(path)
+    _check_file(path)
+    n, times, _, _ = _av_scan(path)
+    if len(times) == n:
+        t = np.asarray(times, dtype=np.float64)
+        return t - t[0]
+    info = probe(path)
+    return np.arange(n, dtype=np.float64) / info.fps
