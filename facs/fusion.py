@@ -1,0 +1,241 @@
+"""Late fusion of per-stream AU probabilities (two-stream networks, Simonyan & Zisserman).
+
+A fusion spec is plain JSON, saved in model.json:
+
+    {"method": "average",  "streams": ["spatial", "flow"]}
+    {"method": "weighted", "streams": [...], "weights": {"spatial": 0.6, "flow": 0.4}}
+    {"method": "logreg" | "svm", "streams": [...], "weights": {...},
+     "coef": [[...], ...], "intercept": [...]}
+
+Learned fusion fits, per label, a linear model on the concatenated logits of all streams
+(stream order = "streams", then label order); its output goes through a sigmoid, so 0.5 stays the
+decision point. The SVM's margins are mapped to probabilities by a Platt fit on the same frames.
+A label that has a single class in the fitting frames has `null` coefficients and falls back to
+the weighted average, and so does every label when a stream the model needs is missing (a user
+may run a subset of streams).
+
+    facs fuse --work work/quick --config best --method auto
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GroupKFold, KFold
+from sklearn.svm import LinearSVC
+
+from facs.errors import FacsError
+
+METHODS = ("average", "weighted", "logreg", "svm")
+EPS = 1e-5
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), EPS, 1 - EPS)
+    return np.log(p / (1 - p))
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+
+
+def _weighted(scores: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
+    present = [s for s in weights if s in scores]
+    if not present:
+        present = list(scores)
+        weights = {s: 1.0 for s in present}
+    total = sum(float(weights[s]) for s in present)
+    if total <= 0:
+        weights, total = {s: 1.0 for s in present}, float(len(present))
+    return sum(float(weights[s]) * np.asarray(scores[s], np.float64) for s in present) / total
+
+
+def fuse(scores: dict[str, np.ndarray], spec: dict) -> np.ndarray:
+    """Combine stream probabilities (each N x L) into N x L fused probabilities by `spec`."""
+    if not scores:
+        raise FacsError("fusion: no stream scores to fuse")
+    method = spec.get("method", "average")
+    streams = list(spec.get("streams") or scores.keys())
+    weights = spec.get("weights") or {s: 1.0 for s in streams}
+    if method in ("average", "weighted") or not all(s in scores for s in streams):
+        if method == "average":
+            weights = {s: 1.0 for s in streams}
+        return _weighted(scores, weights)
+    if method not in METHODS:
+        raise FacsError(f"fusion: unknown method {method!r}; choose from {', '.join(METHODS)}")
+    x = np.concatenate([_logit(scores[s]) for s in streams], axis=1)
+    out = _weighted(scores, weights)
+    for j, (coef, b) in enumerate(zip(spec["coef"], spec["intercept"], strict=True)):
+        if coef is not None:
+            out[:, j] = _sigmoid(x @ np.asarray(coef, np.float64) + float(b))
+    return out
+
+
+def _macro_f1(y: np.ndarray, p: np.ndarray) -> float:
+    from facs.metrics import evaluate_scores
+
+    labels = [str(i) for i in range(y.shape[1])]
+    return evaluate_scores(y, p, labels)["summary"]["f1_macro"] or 0.0
+
+
+def _fit_linear(x: np.ndarray, y: np.ndarray, method: str, seed: int) -> tuple[list, float]:
+    if method == "logreg":
+        m = LogisticRegression(C=1.0, max_iter=2000)
+        m.fit(x, y)
+        return m.coef_[0].tolist(), float(m.intercept_[0])
+    svm = LinearSVC(C=0.1, max_iter=20000, random_state=seed)
+    svm.fit(x, y)
+    d = svm.decision_function(x)[:, None]
+    platt = LogisticRegression(C=1e4, max_iter=2000).fit(d, y)  # margin -> probability
+    a, c = float(platt.coef_[0, 0]), float(platt.intercept_[0])
+    return (a * svm.coef_[0]).tolist(), a * float(svm.intercept_[0]) + c
+
+
+def _fit_learned(scores, y, streams, method, weights, seed=0) -> dict:
+    x = np.concatenate([_logit(scores[s]) for s in streams], axis=1)
+    coefs, intercepts = [], []
+    for j in range(y.shape[1]):
+        col = y[:, j].astype(int)
+        if 0 < col.sum() < len(col):
+            c, b = _fit_linear(x, col, method, seed)
+            coefs.append([round(v, 8) for v in c])
+            intercepts.append(round(b, 8))
+        else:
+            coefs.append(None)
+            intercepts.append(0.0)
+    return {
+        "method": method,
+        "streams": streams,
+        "weights": weights,
+        "coef": coefs,
+        "intercept": intercepts,
+    }
+
+
+def _fit_weights(scores, y, streams) -> tuple[dict[str, float], float]:
+    """Grid over the weight simplex (step 0.05 for two streams, 0.1 for more), best val macro F1."""
+    step = 0.05 if len(streams) == 2 else 0.1
+    grid = np.round(np.arange(0, 1 + 1e-9, step), 4)
+    best: tuple[float, float, dict] | None = None
+    if len(streams) == 1:
+        return {streams[0]: 1.0}, _macro_f1(y, scores[streams[0]])
+    combos = [(w, 1 - w) for w in grid] if len(streams) == 2 else []
+    if len(streams) > 2:
+        import itertools
+
+        for c in itertools.product(grid, repeat=len(streams) - 1):
+            if sum(c) <= 1 + 1e-9:
+                combos.append((*c, 1 - sum(c)))
+    for c in combos:
+        w = {s: round(float(v), 4) for s, v in zip(streams, c, strict=True)}
+        f = _macro_f1(y, _weighted(scores, w))
+        # Ties go to the most even weighting: the least fitted choice.
+        key = (round(f, 6), -float(np.std(c)))
+        if best is None or key > best[:2]:
+            best = (key[0], key[1], w)
+    assert best is not None
+    return best[2], best[0]
+
+
+def _cv_predict(scores, y, streams, method, groups, weights, seed) -> np.ndarray:
+    n = len(y)
+    if groups is not None and len(set(groups)) >= 3:
+        splits = GroupKFold(n_splits=min(5, len(set(groups)))).split(np.zeros(n), groups=groups)
+    else:
+        splits = KFold(n_splits=5).split(np.zeros(n))
+    out = np.zeros(y.shape)
+    for tr, te in splits:
+        spec = _fit_learned(
+            {s: scores[s][tr] for s in streams}, y[tr], streams, method, weights, seed
+        )
+        out[te] = fuse({s: scores[s][te] for s in streams}, spec)
+    return out
+
+
+def fit_fusion(
+    val_scores: dict[str, np.ndarray],
+    val_labels: np.ndarray,
+    method: str = "auto",
+    groups: np.ndarray | None = None,
+    seed: int = 0,
+) -> dict:
+    """Fit a fusion spec on validation frames. `auto` picks the method with the best validation
+    macro F1, the learned ones judged on cross-validated predictions (grouped by `groups`, e.g.
+    subject) so that they do not win by fitting the frames they are judged on."""
+    streams = sorted(val_scores, key=lambda s: (s != "spatial", s))
+    y = np.asarray(val_labels).astype(np.uint8)
+    weights, wf1 = _fit_weights(val_scores, y, streams)
+    candidates = [method] if method != "auto" else list(METHODS)
+    for m in candidates:
+        if m not in METHODS:
+            raise FacsError(f"fusion: unknown method {m!r}; choose from auto, {', '.join(METHODS)}")
+    val_f1: dict[str, float] = {}
+    for m in candidates:
+        if m == "average":
+            val_f1[m] = _macro_f1(y, _weighted(val_scores, {s: 1.0 for s in streams}))
+        elif m == "weighted":
+            val_f1[m] = wf1
+        else:
+            pred = _cv_predict(val_scores, y, streams, m, groups, weights, seed)
+            val_f1[m] = _macro_f1(y, pred)
+    chosen = max(candidates, key=lambda m: (round(val_f1[m], 6), -candidates.index(m)))
+    if chosen in ("logreg", "svm"):
+        spec = _fit_learned(val_scores, y, streams, chosen, weights, seed)
+    elif chosen == "weighted":
+        spec = {"method": "weighted", "streams": streams, "weights": weights}
+    else:
+        spec = {"method": "average", "streams": streams}
+    spec["val_f1_macro"] = {m: round(v, 6) for m, v in val_f1.items()}
+    return spec
+
+
+# ---------------------------------------------------------------- command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--work", default="work/quick", help="work directory (WORK)")
+    parser.add_argument("--config", default="best", help="configuration name under WORK/scores/")
+    parser.add_argument("--streams", default="spatial,flow", help="streams to fuse")
+    parser.add_argument("--method", default="auto", choices=("auto", *METHODS))
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run(args: argparse.Namespace) -> int:
+    from facs.scores import load_scores, save_scores
+
+    folder = Path(args.work) / "scores" / args.config
+    streams = [s.strip() for s in args.streams.split(",") if s.strip()]
+    val = {s: load_scores(folder / f"{s}_val.npz") for s in streams}
+    test = {s: load_scores(folder / f"{s}_test.npz") for s in streams}
+    ref = val[streams[0]]
+    for s in streams[1:]:
+        if list(val[s]["keys"]) != list(ref["keys"]):
+            raise FacsError(f"{folder / (s + '_val.npz')}: frames differ from {streams[0]}'s")
+    spec = fit_fusion(
+        {s: val[s]["probs"] for s in streams},
+        ref["labels"],
+        args.method,
+        groups=ref.get("subjects"),
+        seed=args.seed,
+    )
+    (folder / "fusion.json").write_text(json.dumps(spec, indent=1) + "\n")
+    for part, d in (("val", val), ("test", test)):
+        fused = fuse({s: d[s]["probs"] for s in streams}, spec)
+        base = d[streams[0]]
+        save_scores(
+            folder / f"fused_{part}.npz",
+            base["keys"],
+            fused,
+            base["labels"],
+            base["label_names"],
+            base.get("subjects"),
+        )
+    print(
+        f"fusion: {spec['method']} (validation macro F1 {spec['val_f1_macro']}) -> "
+        f"{folder / 'fusion.json'}"
+    )
+    return 0

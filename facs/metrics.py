@@ -1,0 +1,114 @@
+"""Multi-label quality measures, computed with scikit-learn (DESIGN.md section 6).
+
+Conventions, stated once:
+- a label is predicted present when its probability is >= its threshold (0.5 unless calibrated);
+- per-label precision / recall / F1 use `zero_division=0`; ROC-AUC is `None` for a label whose
+  test frames are all of one class (undefined);
+- macro averages (precision, recall, F1, ROC-AUC) run over the labels that occur in the test
+  frames (support > 0): a label the test subjects never show has no recall to average;
+- micro F1 pools every label's counts;
+- multi-label accuracy is the Hamming score of Godbole & Sarawagi, mean over frames of
+  |Y and Z| / |Y or Z| = `jaccard_score(average="samples", zero_division=1.0)`: a frame with
+  no true and no predicted label counts as 1 (perfect agreement);
+- Hamming loss is the fraction of wrong (frame, label) cells, `hamming_loss`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    hamming_loss,
+    jaccard_score,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
+
+SUMMARY_KEYS = (
+    "precision_macro",
+    "recall_macro",
+    "f1_macro",
+    "f1_micro",
+    "roc_auc_macro",
+    "hamming_score",
+    "hamming_loss",
+    "subset_accuracy",
+)
+
+
+def binarize(probs: np.ndarray, thresholds: float | np.ndarray = 0.5) -> np.ndarray:
+    """N x L probabilities -> N x L uint8 predictions (prob >= threshold, per label or global)."""
+    t = np.asarray(thresholds, dtype=np.float64)
+    return (np.asarray(probs, dtype=np.float64) >= t).astype(np.uint8)
+
+
+def _round(x: float | None, digits: int = 6) -> float | None:
+    # Rounded floats keep the metrics JSON byte-identical across runs despite summation order.
+    return None if x is None or not np.isfinite(x) else round(float(x), digits)
+
+
+def evaluate_scores(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    labels: list[str],
+    thresholds: float | np.ndarray = 0.5,
+) -> dict:
+    """All measures for one configuration: {"per_label": {code: {...}}, "summary": {...}}."""
+    y_true = np.asarray(y_true).astype(np.uint8)
+    probs = np.asarray(probs, dtype=np.float64)
+    if y_true.shape != probs.shape or y_true.ndim != 2 or y_true.shape[1] != len(labels):
+        raise ValueError(
+            f"shape mismatch: labels {y_true.shape}, probs {probs.shape}, L={len(labels)}"
+        )
+    y_pred = binarize(probs, thresholds)
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, average=None, zero_division=0)
+    per_label: dict[str, dict] = {}
+    aucs = []
+    thr = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (len(labels),))
+    for j, code in enumerate(labels):
+        col = y_true[:, j]
+        auc = None
+        if 0 < col.sum() < len(col):
+            auc = float(roc_auc_score(col, probs[:, j]))
+            aucs.append(auc)
+        per_label[code] = {
+            "precision": _round(p[j]),
+            "recall": _round(r[j]),
+            "f1": _round(f[j]),
+            "roc_auc": _round(auc),
+            "support": int(s[j]),
+            "predicted": int(y_pred[:, j].sum()),
+            "threshold": _round(thr[j]),
+        }
+    present = s > 0
+    summary = {
+        "frames": int(len(y_true)),
+        "labels_present": int(present.sum()),
+        "precision_macro": _round(p[present].mean()) if present.any() else None,
+        "recall_macro": _round(r[present].mean()) if present.any() else None,
+        "f1_macro": _round(f[present].mean()) if present.any() else None,
+        "f1_micro": _round(f1_score(y_true, y_pred, average="micro", zero_division=0)),
+        "roc_auc_macro": _round(float(np.mean(aucs))) if aucs else None,
+        "hamming_score": _round(
+            jaccard_score(y_true, y_pred, average="samples", zero_division=1.0)
+        ),
+        "hamming_loss": _round(hamming_loss(y_true, y_pred)),
+        "subset_accuracy": _round(accuracy_score(y_true, y_pred)),
+    }
+    return {"per_label": per_label, "summary": summary}
+
+
+def frequency_baseline(train_labels: np.ndarray, n: int) -> np.ndarray:
+    """N x L 'probabilities' = each label's training prevalence (majority vote at 0.5)."""
+    prev = np.asarray(train_labels, dtype=np.float64).mean(axis=0)
+    return np.tile(prev, (n, 1))
+
+
+def hamming_score_by_hand(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Godbole & Sarawagi's formula written out, to check the scikit-learn convention in tests."""
+    scores = []
+    for t, p in zip(np.asarray(y_true, bool), np.asarray(y_pred, bool), strict=True):
+        union = np.logical_or(t, p).sum()
+        scores.append(1.0 if union == 0 else np.logical_and(t, p).sum() / union)
+    return float(np.mean(scores))

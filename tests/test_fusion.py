@@ -1,0 +1,80 @@
+"""Fusion methods: averaging, validation-weighted averaging, learned (logistic regression, SVM)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from facs.errors import FacsError
+from facs.fusion import fit_fusion, fuse
+from facs.metrics import evaluate_scores
+
+
+def _streams(n=600, L=3, seed=0):
+    """Two noisy streams: 'spatial' reliable on label 0, 'flow' on label 1, both on label 2."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random((n, L)) < 0.3).astype(np.uint8)
+    noise_good, noise_bad = 0.6, 3.0
+
+    def stream(good):
+        z = np.where(y == 1, 1.5, -1.5) + rng.normal(0, 1, y.shape) * np.array(
+            [noise_good if g else noise_bad for g in good]
+        )
+        return 1 / (1 + np.exp(-z))
+
+    return y, {"spatial": stream([1, 0, 1]), "flow": stream([0, 1, 1])}
+
+
+def test_average_and_weighted():
+    a = np.array([[0.2, 0.8]])
+    b = np.array([[0.6, 0.4]])
+    assert fuse({"spatial": a, "flow": b}, {"method": "average"}) == pytest.approx(
+        np.array([[0.4, 0.6]])
+    )
+    spec = {
+        "method": "weighted",
+        "streams": ["spatial", "flow"],
+        "weights": {"spatial": 0.75, "flow": 0.25},
+    }
+    assert fuse({"spatial": a, "flow": b}, spec) == pytest.approx(np.array([[0.3, 0.7]]))
+    # A missing stream: the weights renormalise over those present.
+    assert fuse({"spatial": a}, spec) == pytest.approx(a)
+    with pytest.raises(FacsError):
+        fuse({}, spec)
+
+
+def test_learned_fusion_beats_either_stream_and_is_json():
+    y, val = _streams(seed=0)
+    yt, test = _streams(seed=1)
+    groups = np.repeat(np.arange(12), 50)
+    f1 = {
+        s: evaluate_scores(yt, p, ["a", "b", "c"])["summary"]["f1_macro"] for s, p in test.items()
+    }
+    for method in ("logreg", "svm"):
+        spec = fit_fusion(val, y, method, groups=groups)
+        spec = json.loads(json.dumps(spec))  # what model.json stores must be enough
+        assert spec["method"] == method and len(spec["coef"]) == 3
+        fused = fuse(test, spec)
+        assert fused.shape == yt.shape and ((fused >= 0) & (fused <= 1)).all()
+        ff1 = evaluate_scores(yt, fused, ["a", "b", "c"])["summary"]["f1_macro"]
+        assert ff1 > max(f1.values()) + 0.05, (method, ff1, f1)
+    w = fit_fusion(val, y, "weighted")
+    assert set(w["weights"]) == {"spatial", "flow"}
+    assert sum(w["weights"].values()) == pytest.approx(1.0)
+    auto = fit_fusion(val, y, "auto", groups=groups)
+    assert auto["method"] in ("logreg", "svm")  # learned fusion wins on complementary streams
+    assert set(auto["val_f1_macro"]) == {"average", "weighted", "logreg", "svm"}
+
+
+def test_single_class_label_falls_back_to_average():
+    y, val = _streams(seed=2)
+    y[:, 1] = 0
+    spec = fit_fusion(val, y, "logreg")
+    assert spec["coef"][1] is None
+    out = fuse(val, spec)
+    avg = fuse(val, {"method": "weighted", "weights": spec["weights"]})
+    assert out[:, 1] == pytest.approx(avg[:, 1])
+    # Only one stream available at prediction time: weighted average of what is there.
+    assert fuse({"spatial": val["spatial"]}, spec) == pytest.approx(val["spatial"])
