@@ -1,0 +1,155 @@
+"""`facs index DATA -o WORK/index.json [--mode span|markers]`: the corpus as one JSON file.
+
+    index = load_index("work/quick/index.json")
+    for clip in index.clips:
+        video = index.video_path(clip)          # absolute path of the clip
+        y = index.frame_labels(clip)            # frames x L uint8, the index's label mode
+
+The file format is docs/formats.md §2. Every later stage reads the clips, labels and label mode
+from here, so a model records which labels (in which order) and which mode it was trained on.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from facs.datasets import mmi
+from facs.datasets.mmi import Clip
+from facs.errors import FacsError
+from facs.jsonio import read_json, write_json_atomic
+
+FORMAT = "facs-index/1"
+
+
+@dataclass
+class Index:
+    root: Path
+    label_mode: str
+    labels: list[str]
+    clips: list[Clip]
+    skipped: list[dict] = field(default_factory=list)
+
+    def video_path(self, clip: Clip) -> Path:
+        return self.root / clip.video
+
+    def frame_labels(self, clip: Clip, mode: str | None = None) -> np.ndarray:
+        return mmi.frame_labels(clip, self.labels, mode or self.label_mode)
+
+    def clip(self, clip_id: str) -> Clip:
+        for c in self.clips:
+            if c.id == clip_id:
+                return c
+        raise KeyError(clip_id)
+
+    @property
+    def subjects(self) -> list[str]:
+        return sorted({c.subject for c in self.clips}, key=_subject_key)
+
+    @property
+    def frames(self) -> int:
+        return sum(c.frames for c in self.clips)
+
+    def to_json(self) -> dict:
+        return {
+            "format": FORMAT,
+            "root": str(self.root),
+            "label_mode": self.label_mode,
+            "labels": list(self.labels),
+            "clips": [c.to_json() for c in self.clips],
+            "skipped": list(self.skipped),
+        }
+
+    def __getitem__(self, key: str):
+        """Dict-style access to the file's fields (index["labels"], index["clips"])."""
+        return self.to_json()[key]
+
+
+def _subject_key(s: str):
+    return (0, int(s), "") if s.isdigit() else (1, 0, s)
+
+
+def build_index(
+    root: str | Path, mode: str = "span", progress: bool = True, skip_bad: bool = False
+) -> Index:
+    if mode not in mmi.LABEL_MODES:
+        raise FacsError(f"--mode {mode!r}: expected one of {', '.join(mmi.LABEL_MODES)}")
+    skipped: list[mmi.Skipped] = []
+    clips = mmi.scan(root, progress=progress, skip_bad=skip_bad, skipped=skipped)
+    if not clips:
+        raise FacsError(
+            f"{mmi.sessions_dir(root)}: no clip with per-frame annotation (*-oao_aucs.xml)"
+        )
+    base = mmi.sessions_dir(root).parent.resolve()
+    return Index(
+        root=base,
+        label_mode=mode,
+        labels=mmi.label_list(clips),
+        clips=clips,
+        skipped=[{"path": s.path, "reason": s.reason} for s in skipped],
+    )
+
+
+def write_index(index: Index, path: str | Path) -> Path:
+    return write_json_atomic(path, index.to_json())
+
+
+def load_index(path: str | Path) -> Index:
+    """Read WORK/index.json (FacsError naming the file if it is not an index)."""
+    path = Path(path)
+    d = read_json(path, "index file")
+    try:
+        root = Path(d["root"])
+        if not root.is_absolute():
+            root = (path.parent / root).resolve()
+        return Index(
+            root=root,
+            label_mode=str(d.get("label_mode", "span")),
+            labels=[str(x) for x in d["labels"]],
+            clips=[Clip.from_json(c) for c in d["clips"]],
+            skipped=list(d.get("skipped", [])),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FacsError(f"{path}: not a facs index ({exc.__class__.__name__}: {exc})") from None
+
+
+def summary(index: Index) -> str:
+    line = (
+        f"{len(index.clips)} clips, {len(index.subjects)} subjects, {len(index.labels)} labels, "
+        f"{index.frames} frames ({index.label_mode} mode)"
+    )
+    if index.skipped:
+        line += f"; {len(index.skipped)} clips skipped"
+    return line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", metavar="DATA", help="data root holding Sessions/ (MMI layout)")
+    parser.add_argument(
+        "-o", "--output", default="work/quick/index.json", help="index file to write"
+    )
+    parser.add_argument(
+        "--mode",
+        choices=mmi.LABEL_MODES,
+        default="span",
+        help="per-frame labels: span = onset..offset (default), markers = marker frames only",
+    )
+    parser.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="leave out clips with bad files (listed in the index) instead of stopping",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    index = build_index(args.data, mode=args.mode, progress=not args.quiet, skip_bad=args.skip_bad)
+    out = write_index(index, args.output)
+    for s in index.skipped:
+        if not s["reason"].startswith("no per-frame annotation"):
+            print(f"facs index: skipped {s['path']}: {s['reason']}")
+    print(f"facs index: {summary(index)} -> {out}")
+    return 0

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Stage 2: index the corpus (clips, subjects, per-frame labels) and split it by subject.
+#   DATA=data/mmi WORK=work/paper LABEL_MODE=markers ./scripts/02_index.sh
+# Skips each step whose output is newer than its inputs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [[ -z "${VIRTUAL_ENV:-}" && -x .venv/bin/python ]]; then source .venv/bin/activate; fi
+DATA="${DATA:-data/synth}"
+WORK="${WORK:-work/quick}"
+LABEL_MODE="${LABEL_MODE:-span}"
+SEED="${SEED:-0}"
+FOLDS="${FOLDS:-3}"
+INDEX="${WORK}/index.json"
+SPLIT="${WORK}/split.json"
+mkdir -p "${WORK}"
+
+sessions="${DATA}/Sessions"
+[[ -d "${sessions}" ]] || sessions="${DATA}"  # let facs index report the missing folder
+# Stale when: no index, a different label mode, or any file/folder of the corpus is newer.
+if [[ -f "${INDEX}" ]] && grep -q "\"label_mode\": \"${LABEL_MODE}\"" "${INDEX}" \
+  && [[ -z "$(find "${sessions}" -newer "${INDEX}" -print -quit 2>/dev/null)" ]]; then
+  echo "02_index: ${INDEX} is up to date, skipped"
+else
+  facs index "${DATA}" -o "${INDEX}" --mode "${LABEL_MODE}"
+fi
+
+if [[ -f "${SPLIT}" && "${SPLIT}" -nt "${INDEX}" ]] \
+  && grep -q "\"seed\": ${SEED}," "${SPLIT}"; then
+  echo "02_index: ${SPLIT} is up to date, skipped"
+else
+  facs split "${INDEX}" -o "${SPLIT}" --seed "${SEED}" --folds "${FOLDS}"
+fi
