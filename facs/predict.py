@@ -1,0 +1,295 @@
+"""The one prediction path of facs: `facs analyze` and the web demo both call it.
+
+    model = load_model("models/quick-best")   # a model folder, a name under models/, or "geometry"
+    result = predict_video("clip.mp4", model, streams=None, progress=None)
+
+`load_model` reads a model folder (docs/formats.md, "Model folder"); the name "geometry" gives
+the built-in landmark model, which needs no training (facs.geometry's FACS rules).
+
+`predict_video` decodes the video (facs.video), finds the face in every frame (dlib, for the
+`success` column and the geometry stream), runs each requested stream to per-frame AU
+probabilities, fuses them with facs.fusion.fuse and returns a JSON-ready dict:
+
+    {"video", "fps", "frames", "width", "height", "duration", "model", "streams", "labels",
+     "label_names", "thresholds", "faces" (frames with a face), "clip": {code: p},
+     "top5": [{"code", "label", "prob"}],
+     "per_frame": [{"index", "time", "face": bool, "box": [x, y, w, h] | null, "confidence",
+                    "probs": [p per label], "top5": [{"code", "prob"}]}]}
+
+Clip-level probability of an AU: the 90th percentile of its per-frame probability over the
+frames with a face (an AU seen in at least a tenth of those frames ranks high; one noisy frame
+does not). Frames without a face have probability 0 for every AU.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from facs.aus import au_label, sort_codes
+from facs.errors import FacsError
+
+MODELS_DIR = Path("models")
+BUILTIN = "geometry"
+CLIP_PERCENTILE = 90.0
+Progress = Callable[..., None]
+
+
+@dataclass
+class Model:
+    """A loaded model: labels, its streams' specs (paths resolved), fusion and thresholds."""
+
+    name: str
+    labels: list[str]
+    streams: dict[str, dict]
+    fusion: dict
+    thresholds: dict[str, float]
+    spec: dict = field(default_factory=dict)  # model.json as read (the web page shows it)
+    folder: Path | None = None
+    cache: dict = field(default_factory=dict, repr=False)  # nets, classifiers, loaded lazily
+
+    def threshold(self, code: str) -> float:
+        return float(self.thresholds.get(code, 0.5))
+
+
+def builtin_geometry() -> Model:
+    """The landmark model that needs no training: facs.geometry's rules, threshold 0.5."""
+    from facs import geometry
+
+    labels = list(geometry.LABELS)
+    spec = {
+        "name": BUILTIN,
+        "description": "built-in: 68 dlib landmarks, per-person neutral calibration, FACS rules",
+        "labels": labels,
+        "streams": {"geometry": {"method": "rules"}},
+        "fusion": {"method": "average", "streams": ["geometry"]},
+        "thresholds": {c: 0.5 for c in labels},
+    }
+    return Model(
+        name=BUILTIN,
+        labels=labels,
+        streams={"geometry": {"method": "rules"}},
+        fusion=spec["fusion"],
+        thresholds=spec["thresholds"],
+        spec=spec,
+    )
+
+
+def _resolve(folder: Path, spec: dict) -> dict:
+    """Stream spec with its file paths (deploy, weights, mean, classifier) made absolute."""
+    out = dict(spec)
+    for key in ("deploy", "weights", "mean", "classifier"):
+        if isinstance(out.get(key), str):
+            path = (folder / out[key]).resolve()
+            if not path.is_file():
+                raise FacsError(f"{folder / 'model.json'}: {key} file {out[key]} does not exist")
+            out[key] = path
+    return out
+
+
+def load_model(dir_or_name: str | Path | None = None) -> Model:
+    """A model folder (holding model.json), a folder name under models/, or "geometry"."""
+    if dir_or_name is None or str(dir_or_name) == BUILTIN:
+        return builtin_geometry()
+    folder = Path(dir_or_name)
+    if not (folder / "model.json").is_file() and (MODELS_DIR / folder / "model.json").is_file():
+        folder = MODELS_DIR / folder
+    meta_path = folder / "model.json"
+    if not meta_path.is_file():
+        raise FacsError(f"{folder}: not a model folder (no model.json) and not 'geometry'")
+    try:
+        spec = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise FacsError(f"{meta_path}: not readable JSON ({exc})") from None
+    labels = [str(c) for c in spec.get("labels") or []]
+    if not labels:
+        raise FacsError(f"{meta_path}: no labels")
+    streams = {name: _resolve(folder, s) for name, s in (spec.get("streams") or {}).items()}
+    if not streams:
+        raise FacsError(f"{meta_path}: no streams")
+    unknown = set(streams) - set(STREAMS)
+    if unknown:
+        raise FacsError(f"{meta_path}: unknown stream(s) {', '.join(sorted(unknown))}")
+    fusion = spec.get("fusion") or {"method": "average", "streams": list(streams)}
+    thresholds = {str(k): float(v) for k, v in (spec.get("thresholds") or {}).items()}
+    return Model(
+        name=str(spec.get("name") or folder.name),
+        labels=labels,
+        streams=streams,
+        fusion=fusion,
+        thresholds=thresholds,
+        spec=spec,
+        folder=folder,
+    )
+
+
+# --------------------------------------------------------------------------- streams
+
+
+@dataclass
+class VideoPass:
+    """What the first decoding pass found: face per frame, landmarks, size, fps."""
+
+    path: Path
+    fps: float
+    frames: int
+    width: int
+    height: int
+    faces: list  # FaceLandmarks | None per frame
+
+
+def _first_pass(path: Path, progress: Progress | None, total: int) -> VideoPass:
+    from facs.landmarks import LandmarkTracker
+    from facs.video import probe, read_frames
+
+    info = probe(path)
+    tracker = LandmarkTracker()
+    faces = []
+    h = w = 0
+    for frame in read_frames(path):
+        h, w = frame.shape[:2]
+        faces.append(tracker(frame))
+        if progress is not None:
+            progress(len(faces), total)
+    return VideoPass(path, info.fps, len(faces), w or info.width, h or info.height, faces)
+
+
+def geometry_stream(vp: VideoPass, model: Model, spec: dict) -> np.ndarray:
+    """N x L probabilities of the landmark stream (NaN for labels it has no rule for)."""
+    from facs import geometry
+
+    feats = geometry.landmarks_to_features(vp.faces)
+    if spec.get("method", "rules") == "rules":
+        return geometry.rule_probs(feats, model.labels, fps=vp.fps)
+    clf = model.cache.get("geometry")
+    if clf is None:
+        clf = model.cache["geometry"] = geometry.LearnedGeometry.load(spec["classifier"])
+    probs = clf.predict(geometry.calibrate(feats))
+    return _align(probs, clf.labels, model.labels)
+
+
+def _align(probs: np.ndarray, have: list[str], want: list[str]) -> np.ndarray:
+    out = np.full((probs.shape[0], len(want)), np.nan, dtype=np.float32)
+    pos = {c: i for i, c in enumerate(have)}
+    for j, c in enumerate(want):
+        if c in pos:
+            out[:, j] = probs[:, pos[c]]
+    return out
+
+
+STREAMS: dict[str, Callable[[VideoPass, Model, dict], np.ndarray]] = {
+    "geometry": geometry_stream,
+}
+
+
+def _fuse(scores: dict[str, np.ndarray], spec: dict) -> np.ndarray:
+    """facs.fusion.fuse, per group of labels that the same streams cover (the geometry rules
+    have no opinion on some AUs: NaN there)."""
+    from facs.fusion import fuse
+
+    names = list(scores)
+    n, n_labels = next(iter(scores.values())).shape
+    covered = np.stack([np.isfinite(scores[s]).all(axis=0) for s in names])  # S x L
+    out = np.zeros((n, n_labels), dtype=np.float32)
+    for pattern in {tuple(col) for col in covered.T}:
+        cols = np.flatnonzero((covered.T == pattern).all(axis=1))
+        use = [s for s, on in zip(names, pattern, strict=True) if on]
+        if not use:
+            continue  # no stream covers these labels: probability 0
+        if len(use) == len(names) and len(cols) == n_labels:
+            return np.asarray(fuse(scores, spec), dtype=np.float32)
+        sub = {s: scores[s] for s in use}
+        if len(use) == 1:
+            fused = sub[use[0]]
+        else:
+            # a learned fusion needs all its label columns: use its weights on this subset
+            weights = {s: w for s, w in (spec.get("weights") or {}).items() if s in use}
+            fused = fuse(sub, {"method": "weighted", "streams": use, "weights": weights})
+        out[:, cols] = np.asarray(fused, dtype=np.float32)[:, cols]
+    return out
+
+
+def top5(probs: np.ndarray, labels: list[str]) -> list[tuple[str, float]]:
+    order = np.argsort(-np.nan_to_num(probs, nan=-1.0), kind="stable")[:5]
+    return [(labels[i], float(probs[i])) for i in order]
+
+
+def predict_video(
+    path: str | Path,
+    model: Model | str | Path | None = None,
+    streams: list[str] | None = None,
+    progress: Progress | None = None,
+) -> dict:
+    """Per-frame AU probabilities of one video (see the module doc for the result)."""
+    path = Path(path)
+    if not isinstance(model, Model):
+        model = load_model(model)
+    names = list(streams) if streams else list(model.streams)
+    missing = [s for s in names if s not in model.streams]
+    if missing:
+        raise FacsError(
+            f"model {model.name}: has no {', '.join(missing)} stream "
+            f"(it has: {', '.join(model.streams)})"
+        )
+    from facs.video import probe
+
+    total = probe(path).frames
+    vp = _first_pass(path, progress, total)
+    scores = {s: STREAMS[s](vp, model, model.streams[s]) for s in names}
+    fused = _fuse(scores, {**model.fusion, "streams": names} if streams else model.fusion)
+    face = np.array([f is not None for f in vp.faces], dtype=bool)
+    fused[~face] = 0.0
+    labels = model.labels
+    if face.any():
+        clip = np.percentile(fused[face], CLIP_PERCENTILE, axis=0)
+    else:
+        clip = np.zeros(len(labels))
+    per_frame = []
+    for i, f in enumerate(vp.faces):
+        row = fused[i]
+        per_frame.append(
+            {
+                "index": i,
+                "time": round(i / vp.fps, 6),
+                "face": f is not None,
+                "box": list(f.box) if f is not None else None,
+                "confidence": round(f.confidence, 4) if f is not None else 0.0,
+                "probs": [round(float(p), 4) for p in row],
+                "top5": [{"code": c, "prob": round(p, 4)} for c, p in top5(row, labels)]
+                if f is not None
+                else [],
+            }
+        )
+    return {
+        "video": path.name,
+        "fps": vp.fps,
+        "frames": vp.frames,
+        "width": vp.width,
+        "height": vp.height,
+        "duration": vp.frames / vp.fps if vp.fps else 0.0,
+        "model": model.name,
+        "streams": names,
+        "labels": labels,
+        "label_names": {c: au_label(c) for c in labels},
+        "thresholds": {c: model.threshold(c) for c in labels},
+        "faces": int(face.sum()),
+        "clip": {c: round(float(p), 4) for c, p in zip(labels, clip, strict=True)},
+        "top5": [
+            {"code": c, "label": au_label(c), "prob": round(p, 4)}
+            for c, p in top5(np.asarray(clip), labels)
+        ]
+        if face.any()
+        else [],
+        "per_frame": per_frame,
+    }
+
+
+def available_streams(model: Model) -> list[str]:
+    return [s for s in STREAMS if s in model.streams]
+
+
+__all__ = ["Model", "load_model", "predict_video", "builtin_geometry", "sort_codes"]
