@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Stage 1: the synthetic MMI-format corpus (the embedded default data set).
+# Skips the work when DATA/corpus.json already records the same parameters.
+#   SUBJECTS=120 CLIPS=3 SEED=0 WORKERS=2 ./scripts/01_synth.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [[ -z "${VIRTUAL_ENV:-}" && -x .venv/bin/python ]]; then source .venv/bin/activate; fi
+DATA="${DATA:-data/synth}"
+# A Sessions/ tree without corpus.json and without any *-truth.json is a real (MMI) data set.
+if [[ -d "${DATA}/Sessions" && ! -f "${DATA}/corpus.json" ]] &&
+  [[ -z "$(find "${DATA}/Sessions" -name '*-truth.json' -print -quit)" ]]; then
+  echo "01_synth: ${DATA} holds a real data set (no corpus.json); nothing to generate"
+  exit 0
+fi
+facs synth "${DATA}" --subjects "${SUBJECTS:-120}" --clips-per-subject "${CLIPS:-3}" \
+  --seed "${SEED:-0}" --workers "${WORKERS:-2}"
