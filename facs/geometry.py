@@ -163,7 +163,7 @@ RULES: dict[str, Rule] = {
     "25": Rule((("lip_gap", 1.0),), 0.08, absolute=True),
     "26": Rule((("jaw", 1.0),), 0.20),
     "27": Rule((("jaw", 1.0),), 0.60),
-    "43": Rule((("eye_open", -1.0),), 0.60, relative=True),
+    "43": Rule((("eye_open", -1.0),), 0.50, relative=True),  # half of the own aperture
 }
 # AU45 (blink) is AU43's evidence in closures shorter than BLINK_S; AU43 is the longer ones.
 BLINK_S = 0.5

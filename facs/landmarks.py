@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -77,6 +78,14 @@ def _confidence(score: float) -> float:
     return float(1.0 / (1.0 + np.exp(-2.0 * score)))
 
 
+@lru_cache(maxsize=1)
+def _dlib_models():
+    """dlib's HOG detector and the 68-point predictor, loaded once per process (~0.5 s)."""
+    import dlib
+
+    return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(predictor_path()))
+
+
 class LandmarkTracker:
     """Per-frame face detection (tracked search window) and 68 landmarks for one video.
 
@@ -91,8 +100,7 @@ class LandmarkTracker:
         import dlib  # imported here so that `facs --help` stays fast
 
         self._dlib = dlib
-        self.detector = dlib.get_frontal_face_detector()
-        self.predictor = dlib.shape_predictor(str(predictor_path()))
+        self.detector, self.predictor = _dlib_models()
         self.prev: tuple[int, int, int, int] | None = None
 
     def reset(self) -> None:

@@ -1,0 +1,171 @@
+"""Geometry (landmark) stream: invariances of the features, calibration, and real video."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from facs import geometry as G
+from facs.landmarks import MIRROR
+
+
+def _face_points(seed: int = 0) -> np.ndarray:
+    """A plausible 68-point face (pixels) from a real frame's landmarks, jittered."""
+    from facs.landmarks import LandmarkTracker
+    from facs.realdata import example_video
+    from facs.video import read_frames
+
+    frame = next(iter(read_frames(example_video("single_face.mp4"))))
+    pts = LandmarkTracker()(frame).points.astype(np.float64)
+    return pts + np.random.default_rng(seed).normal(0, 0.5, pts.shape)
+
+
+@pytest.fixture(scope="module")
+def points(examples_dir) -> np.ndarray:
+    return _face_points()
+
+
+def test_features_ignore_roll_scale_and_translation(points):
+    a = np.deg2rad(25.0)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    moved = (points - points.mean(0)) @ rot.T * 1.7 + np.array([40.0, -13.0])
+    np.testing.assert_allclose(G.features(moved), G.features(points), atol=1e-4)
+
+
+def test_features_ignore_mirroring(points):
+    flipped = points.copy()
+    flipped[:, 0] = 640 - flipped[:, 0]
+    relabelled = flipped[MIRROR]  # a mirrored face's point i is the original's MIRROR[i]
+    np.testing.assert_allclose(G.features(relabelled), G.features(points), atol=1e-4)
+
+
+def test_features_ignore_horizontal_foreshortening(points):
+    # Yaw seen from afar compresses the face along the eye line: all u shrink by the same
+    # factor as the inter-ocular distance, v does not change.
+    upright = G.normalise(points) * 100.0  # roll removed: the eye line is the x axis
+    squeezed = upright.copy()
+    squeezed[:, 0] *= np.cos(np.deg2rad(30.0))
+    np.testing.assert_allclose(G.features(squeezed), G.features(points), atol=1e-4)
+
+
+def test_neutral_calibration_when_the_expression_dominates():
+    # 15 neutral frames, then 45 frames of raised lip corners: the median would be the smile.
+    rng = np.random.default_rng(1)
+    f = np.tile(
+        np.array(
+            [
+                0.7,
+                0.55,
+                0.4,
+                0.15,
+                -0.07,
+                0.22,
+                -1.27,
+                0.43,
+                0.73,
+                -1.95,
+                -0.17,
+                0.01,
+                0.40,
+                3.2,
+                1.0,
+            ],
+            np.float32,
+        ),
+        (60, 1),
+    )
+    f += rng.normal(0, 0.005, f.shape).astype(np.float32)
+    f[15:, G.FI["corner_height"]] += 0.3
+    f[15:, G.FI["mouth_width"]] += 0.3
+    f[15:, G.FI["lip_gap"]] += 0.3
+    f[[5, 40]] = np.nan  # frames without a face
+    p = G.rule_probs(f)
+    au12, au25, au15 = (G.LABELS.index(c) for c in ("12", "25", "15"))
+    assert p[:15, au12][np.isfinite(f[:15, 0])].max() < 0.1
+    assert p[16:, au12][np.isfinite(f[16:, 0])].min() > 0.9
+    assert p[16:, au25][np.isfinite(f[16:, 0])].min() > 0.9
+    assert p[:, au15].max() < 0.1  # the neutral frames are not read as corners pulled down
+    assert p[5].max() == 0.0 and p[40].max() == 0.0
+
+
+def test_blink_is_au45_and_long_closure_au43():
+    f = np.tile(
+        np.array(
+            [
+                0.7,
+                0.55,
+                0.4,
+                0.15,
+                -0.07,
+                0.22,
+                -1.27,
+                0.43,
+                0.73,
+                -1.95,
+                -0.17,
+                0.01,
+                0.40,
+                3.2,
+                1.0,
+            ],
+            np.float32,
+        ),
+        (100, 1),
+    )
+    f[20:23, G.FI["eye_open"]] = 0.03  # 3 frames at 25 fps: a blink
+    f[60:90, G.FI["eye_open"]] = 0.02  # 1.2 s: eyes closed
+    p = G.rule_probs(f, fps=25.0)
+    au43, au45 = G.LABELS.index("43"), G.LABELS.index("45")
+    assert p[21, au45] > 0.9 and p[21, au43] < 0.1
+    assert p[75, au43] > 0.9 and p[75, au45] < 0.1
+    assert p[40, au43] < 0.1 and p[40, au45] < 0.1
+
+
+def test_learned_classifier_roundtrip(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, len(G.FEATURES))).astype(np.float32)
+    y = np.stack([x[:, 9] > 0.5, x[:, 11] > 0, np.zeros(400, bool)], axis=1).astype(np.uint8)
+    clf = G.LearnedGeometry.fit(x, y, ["12", "25", "9"])
+    p = clf.predict(x)
+    assert ((p[:, 0] > 0.5) == y[:, 0]).mean() > 0.9
+    assert ((p[:, 1] > 0.5) == y[:, 1]).mean() > 0.9
+    assert p[:, 2].max() < 0.05
+    clf.save(tmp_path / "g.json")
+    again = G.LearnedGeometry.load(tmp_path / "g.json")
+    np.testing.assert_allclose(again.predict(x), p, atol=1e-6)
+
+
+def _mirrored(src, dst) -> None:
+    from facs.video import probe, read_frames
+
+    info = probe(src)
+    w = cv2.VideoWriter(
+        str(dst), cv2.VideoWriter_fourcc(*"MJPG"), info.fps, (info.width, info.height)
+    )
+    for frame in read_frames(src):
+        w.write(cv2.flip(frame, 1))
+    w.release()
+
+
+@pytest.mark.parametrize("mirror", [False, True], ids=["original", "mirrored"])
+def test_single_face_smile(examples_dir, tmp_path, mirror):
+    """single_face.mp4: neutral for frames 0-17, a broad smile with teeth for about 20-68."""
+    from facs.predict import load_model, predict_video
+
+    video = examples_dir / "single_face.mp4"
+    if mirror:
+        _mirrored(video, tmp_path / "mirrored.avi")
+        video = tmp_path / "mirrored.avi"
+    r = predict_video(video, load_model("geometry"))
+    probs = np.array([f["probs"] for f in r["per_frame"]])
+    assert r["frames"] == 72 and r["faces"] == 72
+    for code in ("12", "25"):
+        j = r["labels"].index(code)
+        assert probs[0:12, j].mean() <= 0.3, code
+        assert probs[25:61, j].mean() >= 0.7, code
+    assert {t["code"] for t in r["top5"][:2]} == {"12", "25"}
+    # No brow or eye-closure AU in a smile: the rest of the rules stay quiet on the apex.
+    for code in ("1", "2", "4", "15", "17", "26", "27", "43"):
+        j = r["labels"].index(code)
+        assert probs[25:61, j].mean() < 0.3, code
