@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from mmi_helpers import FIXTURES, add_clip, facs_cli, write_avi
 
+from facs.datasets.index import build_index, write_index
+
 GOOD = {"12": [(3, 1), (6, 2), (9, 3)]}
 
 
@@ -89,7 +91,7 @@ def test_bad_input_one_line_and_nothing_lost(tmp_path, case):
     make, problem = CASES[case]
     root = _corpus(tmp_path / "data")
     out = tmp_path / "work" / "index.json"
-    assert facs_cli("index", root, "-o", out).returncode == 0
+    write_index(build_index(root, progress=False), out)
     before = out.read_bytes()
     bad = make(root)
     res = facs_cli("index", root, "-o", out)
@@ -147,3 +149,10 @@ def test_split_of_a_bad_index(tmp_path):
     assert res.returncode == 2 and "not valid JSON" in res.stderr
     res = facs_cli("split", tmp_path / "nope.json")
     assert res.returncode == 2 and "no such index file" in res.stderr
+
+
+def test_duplicate_clip_id(tmp_path):
+    root = _corpus(tmp_path / "data")
+    folder = add_clip(root, "3", "3", "S001-001", 20, GOOD)  # same name as session 1's clip
+    res = facs_cli("index", root, "-o", tmp_path / "i.json")
+    _one_error_line(res, folder / "S001-001-oao_aucs.xml", "used twice")

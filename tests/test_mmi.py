@@ -163,3 +163,33 @@ def test_index_of_fixture_copy_keeps_relative_layout(tmp_path):
     index = build_index(root, progress=False)
     assert index.labels == ["1", "4"]
     assert index.clips[0].events["4"][0] == (None, 3, 7)
+
+
+def test_index_of_synthetic_corpus_matches_its_truth(small_corpus, tmp_path):
+    """span-mode labels from the XML markers == the generator's per-frame truth (> 0)."""
+    index = build_index(small_corpus, mode="span", progress=False)
+    assert len(index.clips) == 16 and len(index.subjects) == 8
+    assert index.skipped == []
+    checked = 0
+    for clip in index.clips:
+        truth = json.loads((index.video_path(clip).parent / f"{clip.id}-truth.json").read_text())
+        assert (clip.frames, clip.width, clip.height) == (truth["frames"], 192, 144)
+        assert clip.fps == pytest.approx(truth["fps"])
+        assert clip.subject == truth["subject"]
+        y = index.frame_labels(clip)
+        for code, values in truth["aus"].items():
+            active = np.asarray(values) > 0
+            if not active.any():
+                assert code not in clip.events or not clip.events[code]
+                continue
+            assert code in index.labels
+            assert np.array_equal(y[:, index.labels.index(code)].astype(bool), active), code
+            checked += 1
+        # no label active in the index that the truth does not have
+        for code in index.labels:
+            if code not in truth["aus"]:
+                assert y[:, index.labels.index(code)].sum() == 0
+    assert checked >= 16
+    markers = build_index(small_corpus, mode="markers", progress=False)
+    c = markers.clips[0]
+    assert 0 < markers.frame_labels(c).sum() < index.frame_labels(index.clips[0]).sum()

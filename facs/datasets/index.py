@@ -32,6 +32,7 @@ class Index:
     labels: list[str]
     clips: list[Clip]
     skipped: list[dict] = field(default_factory=list)
+    dataset: str = "mmi"
 
     def video_path(self, clip: Clip) -> Path:
         return self.root / clip.video
@@ -56,6 +57,7 @@ class Index:
     def to_json(self) -> dict:
         return {
             "format": FORMAT,
+            "dataset": self.dataset,
             "root": str(self.root),
             "label_mode": self.label_mode,
             "labels": list(self.labels),
@@ -72,24 +74,69 @@ def _subject_key(s: str):
     return (0, int(s), "") if s.isdigit() else (1, 0, s)
 
 
+def _check_unique_ids(clips: list[Clip], base: Path) -> None:
+    """Clip ids key LMDB records and score rows, so two clips may not share one."""
+    seen: dict[str, Clip] = {}
+    for c in clips:
+        if c.id in seen:
+            raise FacsError(
+                f"{base / c.xml}: clip id {c.id!r} is used twice (also by {base / seen[c.id].xml})"
+            )
+        seen[c.id] = c
+
+
+DATASETS = ("auto", "mmi", "disfa")
+
+
+def detect_dataset(root: str | Path) -> str:
+    """'disfa' for a tree with ActionUnit_Labels/, else 'mmi' (whose reader reports a missing
+    Sessions/ folder)."""
+    from facs.datasets import disfa
+
+    root = Path(root)
+    if not (root / "Sessions").is_dir() and root.name != "Sessions" and disfa.is_disfa(root):
+        return "disfa"
+    return "mmi"
+
+
 def build_index(
-    root: str | Path, mode: str = "span", progress: bool = True, skip_bad: bool = False
+    root: str | Path,
+    mode: str = "span",
+    progress: bool = True,
+    skip_bad: bool = False,
+    dataset: str = "auto",
+    camera: str = "left",
 ) -> Index:
+    """Read a corpus into an Index (MMI Sessions/ tree, or DISFA with `dataset='disfa'`)."""
     if mode not in mmi.LABEL_MODES:
         raise FacsError(f"--mode {mode!r}: expected one of {', '.join(mmi.LABEL_MODES)}")
+    if dataset not in DATASETS:
+        raise FacsError(f"--dataset {dataset!r}: expected one of {', '.join(DATASETS)}")
+    if dataset == "auto":
+        dataset = detect_dataset(root)
     skipped: list[mmi.Skipped] = []
-    clips = mmi.scan(root, progress=progress, skip_bad=skip_bad, skipped=skipped)
-    if not clips:
-        raise FacsError(
-            f"{mmi.sessions_dir(root)}: no clip with per-frame annotation (*-oao_aucs.xml)"
-        )
-    base = mmi.sessions_dir(root).parent.resolve()
+    if dataset == "disfa":
+        from facs.datasets import disfa
+
+        base = Path(root).resolve()
+        clips = disfa.scan(base, camera, progress=progress, skip_bad=skip_bad, skipped=skipped)
+        if not clips:
+            raise FacsError(f"{base / disfa.LABELS_DIR}: no subject with label files")
+    else:
+        clips = mmi.scan(root, progress=progress, skip_bad=skip_bad, skipped=skipped)
+        if not clips:
+            raise FacsError(
+                f"{mmi.sessions_dir(root)}: no clip with per-frame annotation (*-oao_aucs.xml)"
+            )
+        base = mmi.sessions_dir(root).parent.resolve()
+    _check_unique_ids(clips, base)
     return Index(
         root=base,
         label_mode=mode,
         labels=mmi.label_list(clips),
         clips=clips,
         skipped=[{"path": s.path, "reason": s.reason} for s in skipped],
+        dataset=dataset,
     )
 
 
@@ -111,6 +158,7 @@ def load_index(path: str | Path) -> Index:
             labels=[str(x) for x in d["labels"]],
             clips=[Clip.from_json(c) for c in d["clips"]],
             skipped=list(d.get("skipped", [])),
+            dataset=str(d.get("dataset", "mmi")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise FacsError(f"{path}: not a facs index ({exc.__class__.__name__}: {exc})") from None
@@ -127,7 +175,9 @@ def summary(index: Index) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("data", metavar="DATA", help="data root holding Sessions/ (MMI layout)")
+    parser.add_argument(
+        "data", metavar="DATA", help="data root holding Sessions/ (MMI layout) or a DISFA copy"
+    )
     parser.add_argument(
         "-o", "--output", default="work/quick/index.json", help="index file to write"
     )
@@ -142,11 +192,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="leave out clips with bad files (listed in the index) instead of stopping",
     )
+    parser.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        default="auto",
+        help="corpus layout: mmi (Sessions/), disfa (ActionUnit_Labels/); auto detects",
+    )
+    parser.add_argument(
+        "--camera", choices=("left", "right"), default="left", help="DISFA camera (default left)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
-    index = build_index(args.data, mode=args.mode, progress=not args.quiet, skip_bad=args.skip_bad)
+    index = build_index(
+        args.data,
+        mode=args.mode,
+        progress=not args.quiet,
+        skip_bad=args.skip_bad,
+        dataset=args.dataset,
+        camera=args.camera,
+    )
     out = write_index(index, args.output)
     for s in index.skipped:
         if not s["reason"].startswith("no per-frame annotation"):
