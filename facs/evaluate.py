@@ -51,9 +51,9 @@ def align(scores: dict, labels: list[str]) -> dict:
     return {**scores, "probs": probs, "label_names": labels}
 
 
-def train_prevalence(work: Path, labels: list[str]) -> np.ndarray | None:
-    """Each label's frequency in the training frames (train_prevalence.json from training)."""
-    f = work / "scores" / "train_prevalence.json"
+def train_prevalence(work: Path, config: str, labels: list[str]) -> np.ndarray | None:
+    """Each label's frequency in the training records (train_prevalence.json from training)."""
+    f = work / "scores" / config / "train_prevalence.json"
     if not f.is_file():
         return None
     d = json.loads(f.read_text())
@@ -89,7 +89,7 @@ def evaluate_config(work: Path, config: str, threshold_method: str = "f1") -> di
     if (folder / "fusion.json").is_file():
         spec = json.loads((folder / "fusion.json").read_text())
         result["fusion"] = {"method": spec.get("method"), "val_f1_macro": spec.get("val_f1_macro")}
-    prev = train_prevalence(work, labels)
+    prev = train_prevalence(work, config, labels)
     if prev is not None:
         result["baseline"] = {
             "fixed": evaluate_scores(y, frequency_baseline(prev[None], len(y)), labels, 0.5)
@@ -272,8 +272,23 @@ def table_markdown(results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def model_metrics(result: dict, thresholds: dict[str, float] | None) -> dict:
+    """What model.json keeps: each stream's test summary at 0.5 and calibrated."""
+    out = {"test_frames": result["frames"], "config": result["config"]}
+    for s, entry in result["streams"].items():
+        out[s] = {mode: m["summary"] for mode, m in entry.items()}
+    if "baseline" in result:
+        out["baseline"] = result["baseline"]["fixed"]["summary"]
+    return out
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--work", default="work/quick", help="work directory (WORK)")
+    from facs.profile import default_profile
+
+    parser.add_argument(
+        "--work", type=Path, help="work directory (default $WORK or work/<profile>)"
+    )
+    parser.add_argument("--profile", default=default_profile(), help="profile name or path")
     parser.add_argument("--config", action="append", help="configuration(s) under WORK/scores/")
     parser.add_argument(
         "--thresholds",
@@ -281,26 +296,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("f1", "youden"),
         help="calibration method shown beside the fixed 0.5",
     )
-    parser.add_argument("--out", help="report folder (default WORK/report)")
+    parser.add_argument(
+        "--models",
+        type=Path,
+        default=Path("models"),
+        help="models folder: metrics go into <models>/<profile>-<config>/model.json",
+    )
+    parser.add_argument("--out", type=Path, help="report folder (default WORK/report)")
 
 
 def run(args: argparse.Namespace) -> int:
-    work = Path(args.work)
-    out = Path(args.out) if args.out else work / "report"
+    from facs.model_folder import add_metrics
+    from facs.profile import default_work, load_profile
+
+    profile = load_profile(args.profile)
+    work = args.work or default_work(profile["name"])
+    out = args.out or work / "report"
     configs = args.config or sorted(p.name for p in (work / "scores").glob("*") if p.is_dir())
     if not configs:
         raise FacsError(f"{work / 'scores'}: no configurations scored yet")
-    results = []
     for config in configs:
         r = evaluate_config(work, config, args.thresholds)
         write_tables(r, out / config)
         figs = write_figures(r, out / config)
-        results.append(r)
+        add_metrics(args.models / f"{profile['name']}-{config}", model_metrics(r, None))
         print(f"evaluate {config}: figures {', '.join(str(p) for p in figs)}")
     # The table gathers every configuration evaluated so far, not only this call's.
-    every = []
-    for d in sorted(p for p in out.glob("*/metrics.json")):
-        every.append(json.loads(d.read_text()))
+    every = [json.loads(p.read_text()) for p in sorted(out.glob("*/metrics.json"))]
     md = table_markdown(every)
     (out / "table.md").write_text(md)
     print(md)

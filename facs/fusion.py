@@ -197,17 +197,40 @@ def fit_fusion(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--work", default="work/quick", help="work directory (WORK)")
+    from facs.profile import default_profile
+
+    parser.add_argument(
+        "--work", type=Path, help="work directory (default $WORK or work/<profile>)"
+    )
+    parser.add_argument("--profile", default=default_profile(), help="profile name or path")
     parser.add_argument("--config", default="best", help="configuration name under WORK/scores/")
     parser.add_argument("--streams", default="spatial,flow", help="streams to fuse")
     parser.add_argument("--method", default="auto", choices=("auto", *METHODS))
+    parser.add_argument(
+        "--thresholds",
+        default="auto",
+        choices=("auto", "fixed", "f1", "youden"),
+        help="thresholds saved with the model (auto: chosen by CV on validation)",
+    )
+    parser.add_argument(
+        "--models",
+        type=Path,
+        default=Path("models"),
+        help="models folder: writes <models>/<profile>-<config>/model.json",
+    )
     parser.add_argument("--seed", type=int, default=0)
 
 
 def run(args: argparse.Namespace) -> int:
+    from facs.model_folder import write_model_json
+    from facs.profile import default_work, load_profile
     from facs.scores import load_scores, save_scores
+    from facs.thresholds import METHODS as T_METHODS
+    from facs.thresholds import as_dict, choose
 
-    folder = Path(args.work) / "scores" / args.config
+    profile = load_profile(args.profile)
+    work = args.work or default_work(profile["name"])
+    folder = work / "scores" / args.config
     streams = [s.strip() for s in args.streams.split(",") if s.strip()]
     val = {s: load_scores(folder / f"{s}_val.npz") for s in streams}
     test = {s: load_scores(folder / f"{s}_test.npz") for s in streams}
@@ -215,27 +238,45 @@ def run(args: argparse.Namespace) -> int:
     for s in streams[1:]:
         if list(val[s]["keys"]) != list(ref["keys"]):
             raise FacsError(f"{folder / (s + '_val.npz')}: frames differ from {streams[0]}'s")
+    groups = ref.get("subjects")
     spec = fit_fusion(
         {s: val[s]["probs"] for s in streams},
         ref["labels"],
         args.method,
-        groups=ref.get("subjects"),
+        groups=groups,
         seed=args.seed,
     )
     (folder / "fusion.json").write_text(json.dumps(spec, indent=1) + "\n")
+    fused = {}
     for part, d in (("val", val), ("test", test)):
-        fused = fuse({s: d[s]["probs"] for s in streams}, spec)
+        fused[part] = fuse({s: d[s]["probs"] for s in streams}, spec)
         base = d[streams[0]]
         save_scores(
             folder / f"fused_{part}.npz",
             base["keys"],
-            fused,
+            fused[part],
             base["labels"],
             base["label_names"],
             base.get("subjects"),
         )
     print(
-        f"fusion: {spec['method']} (validation macro F1 {spec['val_f1_macro']}) -> "
-        f"{folder / 'fusion.json'}"
+        f"fusion {args.config}: {spec['method']} (validation macro F1 {spec['val_f1_macro']})"
+        f" -> {folder / 'fusion.json'}"
     )
+    labels = list(ref["label_names"])
+    methods = T_METHODS if args.thresholds == "auto" else (args.thresholds,)
+    tm, thr, cv = choose(ref["labels"], fused["val"], groups, methods)
+    mdir = args.models / f"{profile['name']}-{args.config}"
+    if (mdir / "spatial" / "stream.json").is_file() or (mdir / "flow" / "stream.json").is_file():
+        out = write_model_json(
+            mdir,
+            profile=profile,
+            config=args.config,
+            work=work,
+            labels=labels,
+            fusion=spec,
+            thresholds=as_dict(labels, thr),
+            threshold_choice={"method": tm, "cv_f1_macro": cv},
+        )
+        print(f"fusion {args.config}: thresholds '{tm}' (CV macro F1 {cv}); model -> {out}")
     return 0

@@ -108,13 +108,9 @@ def net_probs(outputs: dict) -> np.ndarray:
 
 def input_name(net) -> str:
     """Name of the deploy net's single Input blob."""
-    p = net.net_param
-    if len(p.input):
-        return p.input[0]
-    for layer in p.layer:
-        if layer.type == "Input":
-            return layer.top[0]
-    raise FacsError("deploy net has no Input layer")
+    if not net.input_names:
+        raise FacsError(f"deploy net '{net.name}' has no Input layer")
+    return net.input_names[0]
 
 
 def score_array(
@@ -231,14 +227,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def net_input_size(net) -> int | None:
+def net_input_size(net) -> int:
     """Spatial size of the deploy net's input (its last dim), for the centre crop."""
-    p = net.net_param
-    if len(p.input_shape):
-        return int(p.input_shape[0].dim[-1])
-    if len(p.input_dim):
-        return int(p.input_dim[-1])
-    for layer in p.layer:
-        if layer.type == "Input":
-            return int(layer.input_param.shape[0].dim[-1])
-    return None
+    return int(net.blob_shapes[input_name(net)][-1])

@@ -56,3 +56,39 @@ def from_dict(labels: list[str], d: dict[str, float] | None) -> np.ndarray:
     """Thresholds saved in model.json -> array in label order (0.5 where a label has none)."""
     d = d or {}
     return np.array([float(d.get(code, 0.5)) for code in labels])
+
+
+def choose(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    groups: np.ndarray | None = None,
+    methods: tuple[str, ...] = METHODS,
+) -> tuple[str, np.ndarray, dict[str, float]]:
+    """Pick the threshold method by cross-validation over validation subjects (`groups`):
+    calibrate on the other subjects, score macro F1 on the held-out ones. Returns the method,
+    its thresholds fitted on all validation frames, and each method's cross-validated F1."""
+    from sklearn.model_selection import GroupKFold, KFold
+
+    from facs.metrics import evaluate_scores
+
+    y_true = np.asarray(y_true).astype(np.uint8)
+    probs = np.asarray(probs, dtype=np.float64)
+    n, n_labels = y_true.shape
+    names = [str(j) for j in range(n_labels)]
+    if groups is not None and len(set(groups)) >= 3:
+        folds = list(GroupKFold(n_splits=min(5, len(set(groups)))).split(probs, groups=groups))
+    else:
+        folds = list(KFold(n_splits=min(5, max(n, 2))).split(probs))
+    cv: dict[str, float] = {}
+    for m in methods:
+        pred = np.zeros_like(y_true)
+        for tr, te in folds:
+            t = calibrate(y_true[tr], probs[tr], m)
+            pred[te] = (probs[te] >= t).astype(np.uint8)
+        # Macro F1 of the pooled out-of-fold decisions (thresholds as probabilities 0/1).
+        cv[m] = (
+            evaluate_scores(y_true, pred.astype(np.float64), names)["summary"]["f1_macro"] or 0.0
+        )
+    # Ties go to the simplest: fixed, then f1, then youden (METHODS order).
+    best = max(methods, key=lambda m: (round(cv[m], 4), -methods.index(m)))
+    return best, calibrate(y_true, probs, best), cv
