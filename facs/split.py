@@ -37,6 +37,14 @@ def subject_labels(index: Index) -> dict[str, set[str]]:
     return out
 
 
+def subject_frames(index: Index) -> dict[str, int]:
+    """Subject -> frames in their clips."""
+    out: dict[str, int] = {}
+    for c in index.clips:
+        out[c.subject] = out.get(c.subject, 0) + c.frames
+    return out
+
+
 def _counts(n: int, val: float, test: float) -> tuple[int, int]:
     """Subjects for (val, test): rounded, at least 1 for a nonzero fraction, train keeps >= 1."""
     n_test = max(1, round(n * test)) if test > 0 else 0
@@ -63,13 +71,17 @@ def _missing(labels: set[str], parts: list[set[str]], subj_labels: dict[str, set
 def split_subjects(
     index: Index, val: float = 0.15, test: float = 0.2, seed: int = 0, tries: int = 200
 ) -> dict[str, list[str]]:
-    """{train, val, test: [subjects]}, the best of `tries` seeded shuffles for label coverage."""
+    """{train, val, test: [subjects]}: the best of `tries` seeded shuffles, first for label
+    coverage (train, then test, then val), then for frame shares close to the fractions (real
+    MMI subjects have from one to dozens of clips)."""
     if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
         raise FacsError(f"--val {val} / --test {test}: fractions must be in [0, 1) and sum < 1")
     subj_labels = subject_labels(index)
     subjects = sorted(subj_labels, key=_subject_key)
     n_val, n_test = _counts(len(subjects), val, test)
     labels = set(index.labels)
+    frames = subject_frames(index)
+    total = sum(frames.values()) or 1
     rng = random.Random(seed)
     best, best_score = None, None
     for _ in range(max(1, tries)):
@@ -81,23 +93,25 @@ def split_subjects(
             "train": order[n_test + n_val :],
         }
         miss = _missing(labels, [set(parts[p]) for p in ("train", "test", "val")], subj_labels)
-        score = tuple(len(m) for m in miss)
+        share = {p: sum(frames[s] for s in parts[p]) / total for p in ("val", "test")}
+        imbalance = round(abs(share["val"] - val) + abs(share["test"] - test), 6)
+        score = (*(len(m) for m in miss), imbalance)
         if best_score is None or score < best_score:
             best, best_score = parts, score
-        if score == (0, 0, 0):
-            break
     assert best is not None
     return {p: sorted(best[p], key=_subject_key) for p in PARTS}
 
 
 def k_folds(index: Index, k: int, seed: int = 0, tries: int = 200) -> list[list[str]]:
-    """K disjoint subject folds covering every subject once; the shuffle whose folds' training
-    sets (all other folds) miss the fewest labels."""
+    """K disjoint subject folds covering every subject once (sizes differ by at most one): the
+    shuffle whose folds' training sets (all other folds) miss the fewest labels, then the one
+    with the most even frame counts."""
     subj_labels = subject_labels(index)
     subjects = sorted(subj_labels, key=_subject_key)
     if k < 2 or k > len(subjects):
         raise FacsError(f"--folds {k}: need 2 <= K <= number of subjects ({len(subjects)})")
     labels = set(index.labels)
+    frames = subject_frames(index)
     rng = random.Random(seed + 1_000_003)  # a stream apart from the train/val/test shuffle
     best, best_score = None, None
     for _ in range(max(1, tries)):
@@ -105,11 +119,13 @@ def k_folds(index: Index, k: int, seed: int = 0, tries: int = 200) -> list[list[
         rng.shuffle(order)
         folds = [order[i::k] for i in range(k)]
         trains = [set(order) - set(f) for f in folds]
-        score = sum(len(m) for m in _missing(labels, trains, subj_labels))
+        fold_frames = [sum(frames[s] for s in f) for f in folds]
+        score = (
+            sum(len(m) for m in _missing(labels, trains, subj_labels)),
+            max(fold_frames) - min(fold_frames),
+        )
         if best_score is None or score < best_score:
             best, best_score = folds, score
-        if score == 0:
-            break
     assert best is not None
     return [sorted(f, key=_subject_key) for f in best]
 

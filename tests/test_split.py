@@ -133,3 +133,23 @@ def test_split_cli_and_load_split(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps(bad))
     with pytest.raises(FacsError, match="subject S7 is in both train and val"):
         load_split(tmp_path / "bad.json")
+
+
+def test_uneven_subjects_get_frame_shares_near_the_fractions():
+    # real MMI: some subjects have one clip, some dozens; a split by subject count alone can
+    # put most frames in test
+    rng = random.Random(0)
+    clips = []
+    for s in range(30):
+        for k in range(1 if s % 3 else 12):
+            cid = f"S{s}-{k}"
+            ev = {c: [(1, 2, 3)] for c in rng.sample(COMMON, 2)}
+            clips.append(Clip(cid, cid, f"S{s}", "v", "x", 25.0, rng.randint(60, 200), 8, 6, ev))
+    index = Index(Path("/x"), "span", label_list(clips), clips)
+    split = make_split(index, val=0.15, test=0.2, folds=3, seed=0)
+    total = sum(c.frames for c in clips)
+    for part, frac in (("val", 0.15), ("test", 0.2)):
+        share = sum(c.frames for c in clips_in(index, split, part)) / total
+        assert abs(share - frac) < 0.03, (part, share)
+    folds = [sum(c.frames for c in clips_in(index, split, f"fold{i}")) for i in range(3)]
+    assert max(folds) - min(folds) < 0.1 * total
