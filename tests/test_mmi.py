@@ -108,6 +108,10 @@ def _tree(root):
     add_clip(root, "10", "8", "S008-010", 20, {"46L": [(2, 1), (4, 3)], "1": [(3, 2)]})
     add_clip(root, "3", "7", "S007-003", 25, {"2": [(20, 3)]})
     add_clip(root, "4", "8", "S008-004", 22, None)  # video, no per-frame annotation
+    # AUs listed without any marker: a clip-level coding, skipped too
+    add_clip(root, "5", "9", "S009-005", 22, {"12": [], "25": []})
+    # no ActionUnit at all: per-frame annotated, nothing active (kept)
+    add_clip(root, "6", "9", "S009-006", 10, {})
     return root
 
 
@@ -115,12 +119,17 @@ def test_scan_tree(tmp_path):
     root = _tree(tmp_path / "data")
     skipped = []
     clips = mmi.scan(root, progress=False, skipped=skipped)
-    assert [c.id for c in clips] == ["S007-002", "S007-003", "S008-010"]  # numeric session order
+    # numeric session order
+    assert [c.id for c in clips] == ["S007-002", "S007-003", "S009-006", "S008-010"]
+    assert clips[2].events == {}
     c = clips[0]
     assert (c.session, c.subject, c.frames, c.width, c.height) == ("2", "7", 30, 48, 36)
     assert c.fps == pytest.approx(25.0)
     assert c.video == "Sessions/2/S007-002.avi" and c.xml == "Sessions/2/S007-002-oao_aucs.xml"
-    assert [s.path for s in skipped] == ["Sessions/4/S008-004.avi"]
+    assert [(s.path, s.reason) for s in skipped] == [
+        ("Sessions/4/S008-004.avi", mmi.NO_OAO),
+        ("Sessions/5/S009-005-oao_aucs.xml", mmi.NO_MARKERS),
+    ]
     assert label_list(clips) == ["1", "2", "12", "46L"]
     # the Sessions folder itself is accepted as DATA
     assert [c.id for c in mmi.scan(root / "Sessions", progress=False)] == [x.id for x in clips]
@@ -140,14 +149,16 @@ def test_index_roundtrip_and_cli(tmp_path):
     assert back["labels"] == back.labels  # dict-style access for readers of the raw file
     d = json.loads(path.read_text())
     assert d["clips"][0]["events"]["12"] == [[4, 8, 13]]
-    assert d["skipped"] == [
-        {"path": "Sessions/4/S008-004.avi", "reason": "no per-frame annotation (-oao_aucs.xml)"}
+    assert [s["path"] for s in d["skipped"]] == [
+        "Sessions/4/S008-004.avi",
+        "Sessions/5/S009-005-oao_aucs.xml",
     ]
 
     out = tmp_path / "work2" / "index.json"
     res = facs_cli("index", root, "-o", out, "--mode", "span")
     assert res.returncode == 0, res.stderr
-    assert "3 clips, 2 subjects, 4 labels, 75 frames (span mode)" in res.stdout
+    assert "4 clips, 3 subjects, 4 labels, 85 frames (span mode); 2 clips skipped" in res.stdout
+    assert "skipped Sessions" not in res.stdout  # clips without per-frame coding are not errors
     cli = load_index(out)
     assert cli.label_mode == "span" and cli.clips == index.clips
     y = cli.frame_labels(cli.clip("S007-003"))

@@ -21,6 +21,8 @@ Rules for MMI's quirks (also in docs/formats.md §2):
 - An ActionUnit element without markers is kept in the clip's events as an empty list (annotated,
   never active) and does not enter the label list unless it is active in some other clip: a label
   with no positive frame can be neither learned nor evaluated.
+- An OAO file that lists AUs but no marker at all is a clip-level coding, not a per-frame one:
+  the clip is skipped. One with no ActionUnit at all is a clip with no AU active (kept).
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ from facs.errors import FacsError
 OAO_SUFFIX = "-oao_aucs.xml"
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".wmv", ".mpg", ".mpeg", ".mkv", ".webm")
 LABEL_MODES = ("span", "markers")
+NO_OAO = "no per-frame annotation (-oao_aucs.xml)"
+NO_MARKERS = "no per-frame annotation (AUs listed without markers)"
 
 Event = tuple[int | None, int | None, int | None]  # (onset, apex, offset), 0-based
 
@@ -317,9 +321,7 @@ def scan(
         if not oao:
             for v in sorted(folder.iterdir()):
                 if v.suffix.lower() in VIDEO_EXTENSIONS:
-                    skipped.append(
-                        Skipped(_rel(v, base), "no per-frame annotation (-oao_aucs.xml)")
-                    )
+                    skipped.append(Skipped(_rel(v, base), NO_OAO))
             continue
         try:
             session_xml = folder / "session.xml"
@@ -333,11 +335,17 @@ def scan(
             continue
         for xml_path in oao:
             try:
-                clips.append(read_clip(xml_path, base, session))
+                clip = read_clip(xml_path, base, session)
             except FacsError as exc:
                 if not skip_bad:
                     raise
                 skipped.append(Skipped(_rel(xml_path, base), str(exc)))
+                continue
+            if clip.events and not any(clip.events.values()):
+                # AUs listed, none timed: a clip-level coding, not a per-frame one
+                skipped.append(Skipped(clip.xml, NO_MARKERS))
+                continue
+            clips.append(clip)
     return clips
 
 
