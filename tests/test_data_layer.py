@@ -147,3 +147,20 @@ def test_batches_repeat_under_the_same_seed_and_seek(tmp_path):
 def test_missing_source_names_layer_and_path(tmp_path):
     with pytest.raises(FacsError, match=r"layer 'd_nowhere_lmdb'.*nowhere_lmdb"):
         data_layer(tmp_path / "nowhere_lmdb", "TRAIN")
+
+
+def test_mean_of_crop_size_is_subtracted_after_cropping(tmp_path):
+    from facs.caffe.io import write_blobproto
+
+    img, _ = write_lmdbs(tmp_path)
+    mean = np.random.default_rng(2).uniform(0, 30, (1, C, 4, 4)).astype(np.float32)
+    write_blobproto(tmp_path / "mean4.binaryproto", mean)
+    d = data_layer(img, "TEST", 'crop_size: 4 mean_file: "mean4.binaryproto"')
+    (data,) = d.next()
+    ho, wo = (H - 4) // 2, (W - 4) // 2
+    expect = IMAGES[0][:, ho : ho + 4, wo : wo + 4].astype(np.float32) - mean[0]
+    np.testing.assert_array_equal(data[0].numpy(), expect)
+    bad = np.zeros((1, C, 5, 5), np.float32)
+    write_blobproto(tmp_path / "bad.binaryproto", bad)
+    with pytest.raises(FacsError, match="bad.binaryproto has shape"):
+        data_layer(img, "TEST", 'crop_size: 4 mean_file: "bad.binaryproto"')

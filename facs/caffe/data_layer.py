@@ -115,6 +115,7 @@ class Transform:
         if self.crop and (self.crop > h or self.crop > w):
             raise FacsError(f"{what}: crop_size {self.crop} is larger than the data ({h}x{w})")
         self.mean: np.ndarray | None = None
+        self.mean_cropped = False
         if tp is not None and tp.HasField("mean_file"):
             if len(tp.mean_value):
                 raise FacsError(f"{what}: give mean_file or mean_value, not both")
@@ -126,7 +127,10 @@ class Transform:
                 raise FacsError(f"{what}: mean_file {mpath} does not exist")
             mean = np.asarray(read_blobproto(mpath), np.float32)
             mean = mean.reshape(mean.shape[-3:]) if mean.ndim >= 3 else mean
-            if mean.shape != (c, h, w):
+            # Caffe's mean has the records' size and is cropped with them; a mean of the
+            # crop's size is also accepted (subtracted after cropping).
+            self.mean_cropped = self.crop > 0 and mean.shape == (c, self.crop, self.crop)
+            if mean.shape != (c, h, w) and not self.mean_cropped:
                 raise FacsError(f"{what}: mean_file {mpath} has shape {mean.shape}, "
                                 f"the data {(c, h, w)}")  # fmt: skip
             self.mean = mean
@@ -155,7 +159,8 @@ class Transform:
         if self.mean is not None:
             # Caffe subtracts the mean at the image's own (uncropped) position, before mirroring.
             m = self.mean
-            y -= m if m.shape[1] == 1 else m[:, ho : ho + hh, wo : wo + ww]
+            full = m.shape[1] > 1 and not self.mean_cropped
+            y -= m[:, ho : ho + hh, wo : wo + ww] if full else m
         if self.scale != 1.0:
             y *= self.scale
         out[...] = y[:, :, ::-1] if flip else y
