@@ -33,6 +33,12 @@ def dumps_readable(data) -> str:
     return "{\n " + ",\n ".join(lines) + "\n}"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_json_atomic(path: str | Path, data) -> Path:
     """Write `data` as readable JSON to a temp file beside `path`, then rename it over `path`."""
     path = Path(path)
@@ -44,6 +50,7 @@ def write_json_atomic(path: str | Path, data) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(dumps_readable(data) + "\n")
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
