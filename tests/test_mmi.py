@@ -94,6 +94,8 @@ def test_codes_not_in_labels_are_ignored_and_missing_labels_are_zero():
     y = frame_labels(clip, ["1", "12"], "span")
     assert y[:, 0].sum() == 0 and _active(y, 1) == [1, 2, 3]
     assert frame_labels(clip, ["4"], "markers").sum() == 0
+    # a hand-edited index with an empty event does not break the span rules
+    assert mmi.event_spans([(None, None, None), (3, None, None)], 10) == [(3, 9)]
 
 
 def test_session_xml(tmp_path):

@@ -367,7 +367,7 @@ def _last(e: Event) -> int:
 
 def event_spans(events: list[Event], frames: int) -> list[tuple[int, int]]:
     """Inclusive (start, end) frame spans of one AU's events, with the missing-marker rules."""
-    evs = sorted(events, key=_first)
+    evs = sorted((e for e in events if any(f is not None for f in e)), key=_first)
     spans = []
     for i, (onset, _apex, offset) in enumerate(evs):
         if onset is not None:
