@@ -29,9 +29,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "lmdb": ("facs.lmdb_build", "bootstrapping, two-pass means and Caffe LMDB databases"),
     "net-info": ("facs.caffe.net_info", "print the blob shapes of a prototxt net"),
     "train": ("facs.caffe.train", "train a net from a Caffe solver prototxt"),
+    "train-stream": ("facs.train_streams", "train one stream of a configuration and score it"),
     "test-net": ("facs.scores", "score an LMDB split with a trained net"),
     "fuse": ("facs.fusion", "fuse stream scores (average, weighted, learned)"),
     "evaluate": ("facs.evaluate", "metrics and figures on the test subjects"),
+    "geometry": ("facs.geometry_eval", "landmark stream on the corpus: per-AU F1, scores"),
     "analyze": ("facs.analyze", "per-frame AU table (OpenFace-style CSV) for any video"),
     "serve": ("facs.web_app", "run the web demo and REST API"),
 }
@@ -61,8 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    # Parse the command name first, then let the stage module add its own arguments.
-    args, _ = parser.parse_known_args(argv)
+    # Parse the command name first (holding back -h, which would exit before the stage module
+    # has added its own arguments), then let the stage module add them and parse for real.
+    head = [a for a in argv if a not in ("-h", "--help")] if argv[:1] != ["-h"] else argv
+    args, _ = parser.parse_known_args(head)
     if args.version:
         from facs import __version__
 
