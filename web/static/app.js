@@ -1,0 +1,680 @@
+// facs web demo: record / upload / pick a clip, analyse it on the server, show the AUs over time.
+// No libraries: the timeline is drawn on a <canvas>.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const COLORS = ["#3b5bdb", "#f76707", "#2f9e44", "#ae3ec9", "#e8590c"];
+const PALETTE = ["#3b5bdb", "#f76707", "#12b886", "#ae3ec9", "#e03131"];
+
+// Everything the page knows; exposed for the browser tests and for curious users.
+const state = {
+  model: null,
+  limits: { max_upload_mb: 64, max_seconds: 30 },
+  result: null, // normalised analysis result (see normalise())
+  selectedFrame: null,
+  hoverFrame: null,
+  videoReady: false,
+  busy: false,
+  stream: null,
+  recorder: null,
+  objectUrl: null,
+};
+window.facs = state;
+
+// ---------------------------------------------------------------------------------- helpers
+
+function show(el, on = true) { el.classList.toggle("hidden", !on); }
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function auLabel(code) {
+  const lab = state.model && state.model.labelNames && state.model.labelNames[code];
+  return lab || `AU${code}`;
+}
+
+function splitLabel(code) {
+  // "AU12 Lip Corner Puller" -> ["AU12", "Lip Corner Puller"]
+  const full = auLabel(code);
+  const i = full.indexOf(" ");
+  return i < 0 ? [full, ""] : [full.slice(0, i), full.slice(i + 1)];
+}
+
+function fmtPct(p) { return p == null ? "–" : `${Math.round(p * 100)} %`; }
+
+function fmtTime(t) { return `${t.toFixed(2)} s`; }
+
+// ---------------------------------------------------------------------------------- tabs
+
+document.querySelectorAll(".tab").forEach((tab) => {
+  tab.addEventListener("click", () => {
+    document.querySelectorAll(".tab").forEach((t) => t.classList.toggle("active", t === tab));
+    document.querySelectorAll(".panel").forEach((p) => show(p, p.id === tab.dataset.panel));
+  });
+});
+
+// ---------------------------------------------------------------------------------- model
+
+async function loadModel() {
+  try {
+    const r = await fetch("/api/model");
+    const m = await r.json();
+    m.labelNames = {};
+    for (const l of m.labels || []) m.labelNames[l.code] = l.label;
+    state.model = m;
+    if (m.limits) state.limits = m.limits;
+    $("model-name").textContent = `Model: ${m.name}`;
+    const bits = [];
+    if (m.streams && m.streams.length) bits.push(`streams: ${m.streams.join(" + ")}`);
+    const t = m.trained_on;
+    if (t && typeof t === "object") {
+      const data = t.data ? String(t.data).split("/").filter(Boolean).pop() : null;
+      const parts = [data, t.profile && `profile ${t.profile}`, t.label_mode && `${t.label_mode} labels`];
+      if (Array.isArray(t.train_subjects)) parts.push(`${t.train_subjects.length} subjects`);
+      bits.push(`trained on ${parts.filter(Boolean).join(", ")}`);
+    } else if (t) {
+      bits.push(`trained on ${t}`);
+    } else {
+      bits.push("no training data (rule-based)");
+    }
+    bits.push(`${(m.labels || []).length} AUs`);
+    $("model-detail").textContent = "· " + bits.join(" · ");
+    $("model-info").classList.add("ready");
+    $("model-info").title = m.description || m.source || "";
+  } catch (e) {
+    $("model-name").textContent = "model unavailable";
+  }
+  $("rec-limit").textContent = String(recordLimit());
+  $("upload-limits").textContent =
+    `Up to ${state.limits.max_upload_mb} MB and ${state.limits.max_seconds} s; any format the ` +
+    "server can decode (mp4, webm, avi, mov, mkv…).";
+}
+
+function recordLimit() { return Math.max(1, Math.min(10, Math.floor(state.limits.max_seconds))); }
+
+// ---------------------------------------------------------------------------------- examples
+
+async function loadExamples() {
+  const box = $("examples");
+  try {
+    const r = await fetch("/api/examples");
+    const { examples } = await r.json();
+    box.textContent = "";
+    if (!examples.length) {
+      box.appendChild(el("p", "hint",
+        "No example clips on this server (generate the corpus with `facs synth data/synth`, " +
+        "fetch real clips with `facs fetch-examples`)."));
+      return;
+    }
+    for (const ex of examples) {
+      const card = el("button", "example-card");
+      card.dataset.id = ex.id;
+      card.appendChild(el("span", "title", ex.title));
+      const meta = el("span", "hint");
+      meta.appendChild(el("span", "tag" + (ex.source === "real" ? " real" : ""), ex.source));
+      if (ex.annotated && ex.annotated.length) {
+        meta.appendChild(document.createTextNode(
+          "annotated: " + ex.annotated.map((c) => `AU${c}`).join(", ")));
+      }
+      card.appendChild(meta);
+      card.addEventListener("click", () => analyseExample(ex));
+      box.appendChild(card);
+    }
+  } catch (e) {
+    box.textContent = "Could not load the examples.";
+  }
+}
+
+function analyseExample(ex) {
+  setVideoSource(ex.video_url, false);
+  submit(`/api/examples/${encodeURIComponent(ex.id)}?async=1`, null, ex.title);
+}
+
+// ---------------------------------------------------------------------------------- upload
+
+const fileInput = $("file-input");
+fileInput.addEventListener("change", () => {
+  if (fileInput.files.length) analyseFile(fileInput.files[0]);
+  fileInput.value = "";
+});
+const dz = $("dropzone");
+dz.addEventListener("dragover", (e) => { e.preventDefault(); dz.classList.add("over"); });
+dz.addEventListener("dragleave", () => dz.classList.remove("over"));
+dz.addEventListener("drop", (e) => {
+  e.preventDefault();
+  dz.classList.remove("over");
+  if (e.dataTransfer.files.length) analyseFile(e.dataTransfer.files[0]);
+});
+
+function analyseFile(file, name) {
+  const maxBytes = state.limits.max_upload_mb * 1024 * 1024;
+  if (file.size > maxBytes) {
+    showError(`This file is ${(file.size / 1048576).toFixed(1)} MB; the limit is ` +
+      `${state.limits.max_upload_mb} MB.`);
+    return;
+  }
+  if (state.objectUrl) URL.revokeObjectURL(state.objectUrl);
+  state.objectUrl = URL.createObjectURL(file);
+  setVideoSource(state.objectUrl, true);
+  const form = new FormData();
+  form.append("video", file, name || file.name || "clip");
+  submit("/api/predict?async=1", form, name || file.name);
+}
+
+// ---------------------------------------------------------------------------------- record
+
+async function startCamera() {
+  if (state.stream) return state.stream;
+  if (!navigator.mediaDevices || !window.MediaRecorder) {
+    throw new Error("This browser cannot record video (no getUserMedia / MediaRecorder).");
+  }
+  const stream = await navigator.mediaDevices.getUserMedia({
+    video: { width: { ideal: 640 }, height: { ideal: 360 } }, audio: false,
+  });
+  state.stream = stream;
+  $("camera-preview").srcObject = stream;
+  show($("camera-off"), false);
+  $("btn-camera").textContent = "Camera on";
+  $("btn-camera").disabled = true;
+  $("btn-record").disabled = false;
+  return stream;
+}
+
+$("btn-camera").addEventListener("click", () => startCamera().catch(cameraError));
+$("btn-record").addEventListener("click", () => record().catch(cameraError));
+$("btn-stop").addEventListener("click", () => stopRecording());
+
+function cameraError(e) {
+  const msg = e && e.name === "NotAllowedError"
+    ? "Camera access was refused; allow it in the browser's address bar and try again."
+    : `Camera: ${e && e.message ? e.message : e}`;
+  showError(msg);
+  resetRecordButtons();
+}
+
+function resetRecordButtons() {
+  $("btn-record").disabled = false;
+  $("btn-stop").disabled = true;
+  show($("countdown"), false);
+  show($("rec-indicator"), false);
+}
+
+function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
+
+async function record() {
+  const stream = await startCamera();
+  $("btn-record").disabled = true;
+  $("btn-stop").disabled = false;
+  hideError();
+  const cd = $("countdown");
+  state.cancelled = false;
+  show(cd, true);
+  for (let n = 3; n > 0; n--) {
+    cd.textContent = String(n);
+    await sleep(1000);
+    if (state.cancelled) { resetRecordButtons(); return; }
+  }
+  show(cd, false);
+  const types = ["video/webm;codecs=vp8", "video/webm;codecs=vp9", "video/webm", "video/mp4"];
+  const mimeType = types.find((t) => MediaRecorder.isTypeSupported(t)) || "";
+  const rec = new MediaRecorder(stream, mimeType ? { mimeType } : undefined);
+  const chunks = [];
+  rec.ondataavailable = (e) => { if (e.data && e.data.size) chunks.push(e.data); };
+  rec.onstop = () => {
+    clearInterval(state.recTimer);
+    resetRecordButtons();
+    const type = rec.mimeType || mimeType || "video/webm";
+    const blob = new Blob(chunks, { type });
+    const ext = type.includes("mp4") ? "mp4" : "webm";
+    state.recording = { bytes: blob.size, seconds: (performance.now() - state.recStart) / 1000 };
+    analyseFile(blob, `recording.${ext}`);
+  };
+  state.recorder = rec;
+  state.recStart = performance.now();
+  rec.start(250);
+  show($("rec-indicator"), true);
+  const limit = recordLimit();
+  state.recTimer = setInterval(() => {
+    const s = (performance.now() - state.recStart) / 1000;
+    $("rec-time").textContent = `${s.toFixed(1)} s / ${limit} s`;
+    if (s >= limit) stopRecording();
+  }, 100);
+}
+
+function stopRecording() {
+  state.cancelled = true;
+  const rec = state.recorder;
+  if (rec && rec.state === "recording") rec.stop();
+  else resetRecordButtons();
+  state.recorder = null;
+}
+
+// ---------------------------------------------------------------------------------- analysis
+
+function setProgress(stage, frac) {
+  show($("progress"), true);
+  $("progress-stage").textContent = stage;
+  $("progress-pct").textContent = frac == null ? "" : `${Math.round(frac * 100)} %`;
+  $("progress-fill").style.width = `${Math.round((frac == null ? 0.05 : frac) * 100)}%`;
+}
+
+function showError(msg) {
+  const box = $("error");
+  box.textContent = msg;
+  show(box, true);
+}
+
+function hideError() { show($("error"), false); }
+
+function post(url, form) {
+  // XMLHttpRequest rather than fetch: it reports upload progress.
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", url);
+    xhr.responseType = "json";
+    xhr.upload.onprogress = (e) => {
+      if (e.lengthComputable) setProgress("Uploading", e.loaded / e.total);
+    };
+    xhr.onload = () => resolve({ status: xhr.status, body: xhr.response,
+      retryAfter: xhr.getResponseHeader("Retry-After") });
+    xhr.onerror = () => reject(new Error("the server could not be reached"));
+    xhr.send(form);
+  });
+}
+
+async function submit(url, form, title) {
+  if (state.busy) return;
+  state.busy = true;
+  hideError();
+  show($("results"), false);
+  setProgress(form ? "Uploading" : "Starting", 0);
+  document.body.dataset.state = "analysing";
+  try {
+    let { status, body, retryAfter } = await post(url, form);
+    if (status === 503) {
+      throw new Error(`The server is busy; try again in ${retryAfter || "a few"} seconds.`);
+    }
+    if (status !== 202 && status !== 200) {
+      throw new Error((body && body.error) || `the server answered ${status}`);
+    }
+    if (status === 202) body = await poll(body.url);
+    render(body, title);
+    document.body.dataset.state = "done";
+  } catch (e) {
+    showError(`Could not analyse ${title ? `“${title}”` : "the clip"}: ${e.message}`);
+    document.body.dataset.state = "error";
+  } finally {
+    state.busy = false;
+    show($("progress"), false);
+  }
+}
+
+async function poll(url) {
+  for (;;) {
+    const r = await fetch(url);
+    const job = await r.json();
+    if (!r.ok) throw new Error(job.error || `the server answered ${r.status}`);
+    if (job.state === "done") return job.result;
+    if (job.state === "error") throw new Error(job.error);
+    const stage = job.state === "queued" ? "Waiting for a free worker" : (job.stage || "Analysing");
+    setProgress(stage.charAt(0).toUpperCase() + stage.slice(1), job.progress);
+    await sleep(250);
+  }
+}
+
+// ---------------------------------------------------------------------------------- results
+
+function topList(list) {
+  // Accept [{code, prob}], [{au|label, p|probability}] or [[code, prob]].
+  return (list || []).map((t) => Array.isArray(t)
+    ? { code: String(t[0]), prob: Number(t[1]) }
+    : { code: String(t.code ?? t.au ?? t.label), prob: Number(t.prob ?? t.p ?? t.probability ?? t.score) });
+}
+
+function normalise(raw) {
+  const labels = (raw.labels || []).map(String);
+  const frames = (raw.per_frame || (Array.isArray(raw.frames) ? raw.frames : []) || []).map((f, i) => {
+    let probs = null;
+    if (Array.isArray(f.probs)) probs = Object.fromEntries(labels.map((c, k) => [c, f.probs[k]]));
+    else if (f.probs && typeof f.probs === "object") probs = f.probs;
+    const face = f.face_found ?? f.success ?? (f.face !== null && f.face !== undefined && f.face !== false);
+    return { index: f.index ?? i, time: Number(f.time ?? f.timestamp ?? 0), face: !!face, probs,
+      top5: topList(f.top5) };
+  });
+  const fps = Number(raw.fps) || 25;
+  const n = frames.length;
+  const step = n > 1 ? (frames[n - 1].time - frames[0].time) / (n - 1) || 1 / fps : 1 / fps;
+  return { raw, labels, frames, fps, step, top5: topList(raw.top5), end: n ? frames[n - 1].time + step : 0,
+    message: raw.message || null };
+}
+
+function render(raw, title) {
+  const res = normalise(raw);
+  state.result = res;
+  state.selectedFrame = null;
+  show($("results"), true);
+
+  // Top-5 list with bars.
+  const ol = $("top5");
+  ol.textContent = "";
+  res.top5.forEach((t, k) => {
+    const li = el("li");
+    li.dataset.code = t.code;
+    const row = el("div", "row");
+    const [code, name] = splitLabel(t.code);
+    const lab = el("span");
+    lab.appendChild(el("span", "code", code + " "));
+    lab.appendChild(el("span", "name", name));
+    row.appendChild(lab);
+    row.appendChild(el("span", "pct", fmtPct(t.prob)));
+    const track = el("div", "track");
+    const val = el("div", "val");
+    val.style.width = `${Math.max(0, Math.min(1, t.prob || 0)) * 100}%`;
+    val.style.background = PALETTE[k % PALETTE.length];
+    track.appendChild(val);
+    li.appendChild(row);
+    li.appendChild(track);
+    ol.appendChild(li);
+  });
+
+  const faces = res.frames.filter((f) => f.face).length;
+  const msg = $("message");
+  msg.textContent = res.message || "";
+  show(msg, !!res.message);
+
+  const facts = $("clip-facts");
+  facts.textContent = "";
+  const add = (k, v) => { facts.appendChild(el("dt", null, k)); facts.appendChild(el("dd", null, v)); };
+  if (title) add("clip", title);
+  add("frames", `${res.frames.length} at ${res.fps.toFixed(res.fps % 1 ? 2 : 0)} fps (${fmtTime(res.end)})`);
+  add("face found", `${faces} of ${res.frames.length} frames`);
+  if (raw.model) add("model", raw.model);
+  if (raw.elapsed_s != null) add("analysis", `${raw.elapsed_s.toFixed(1)} s on the server`);
+
+  // Legend.
+  const legend = $("legend");
+  legend.textContent = "";
+  res.top5.forEach((t, k) => {
+    const s = el("span");
+    const sw = el("i");
+    sw.style.background = PALETTE[k % PALETTE.length];
+    s.appendChild(sw);
+    s.appendChild(document.createTextNode(splitLabel(t.code)[0]));
+    legend.appendChild(s);
+  });
+  if (faces < res.frames.length) {
+    const s = el("span", "noface");
+    s.appendChild(el("i"));
+    s.appendChild(document.createTextNode("no face"));
+    legend.appendChild(s);
+  }
+  drawTimeline();
+  document.body.dataset.results = String(Date.now());
+}
+
+// ---------------------------------------------------------------------------------- video
+
+const video = $("result-video");
+
+function setVideoSource(url, local) {
+  state.videoReady = false;
+  show($("video-note"), false);
+  video.removeAttribute("src");
+  video.src = url;
+  video.dataset.local = local ? "1" : "0";
+  video.load();
+}
+
+video.addEventListener("loadedmetadata", () => {
+  // MediaRecorder's webm has no duration in its header (Infinity): seeking far ahead makes
+  // the browser scan the file and learn it; then go back to the start.
+  if (video.duration === Infinity) {
+    const fix = () => {
+      video.removeEventListener("durationchange", fix);
+      video.currentTime = 0;
+      state.videoReady = true;
+      drawTimeline();
+    };
+    video.addEventListener("durationchange", fix);
+    video.currentTime = 1e101;
+  } else {
+    state.videoReady = true;
+  }
+});
+
+video.addEventListener("error", () => {
+  const note = $("video-note");
+  note.textContent = "This browser cannot play this file's format; the analysis below is " +
+    "complete, only the picture is missing.";
+  show(note, true);
+});
+
+function tick() {
+  drawTimeline();
+  if (!video.paused && !video.ended) requestAnimationFrame(tick);
+}
+video.addEventListener("play", () => requestAnimationFrame(tick));
+video.addEventListener("seeked", drawTimeline);
+video.addEventListener("timeupdate", drawTimeline);
+
+function seekToFrame(i) {
+  const res = state.result;
+  if (!res || !res.frames[i]) return;
+  state.selectedFrame = i;
+  canvas.dataset.selectedFrame = String(i);
+  // Aim at the middle of the frame's display interval, so rounding cannot land on its neighbour.
+  let target = res.frames[i].time + res.step / 2;
+  if (Number.isFinite(video.duration) && video.duration > 0) {
+    target = Math.min(target, Math.max(0, video.duration - 0.001));
+  }
+  video.pause();
+  video.currentTime = target;
+  drawTimeline();
+}
+
+// ---------------------------------------------------------------------------------- timeline
+
+const canvas = $("timeline");
+const tooltip = $("tooltip");
+const PAD = { left: 44, right: 14, top: 12, bottom: 30 };
+let hatch = null;
+
+function hatchPattern(ctx) {
+  if (hatch) return hatch;
+  const c = document.createElement("canvas");
+  c.width = c.height = 8;
+  const g = c.getContext("2d");
+  g.fillStyle = "#f1f3f7";
+  g.fillRect(0, 0, 8, 8);
+  g.strokeStyle = "#d5dae3";
+  g.lineWidth = 2;
+  g.beginPath();
+  g.moveTo(-2, 10); g.lineTo(10, -2);
+  g.moveTo(-2, 2); g.lineTo(2, -2);
+  g.moveTo(6, 10); g.lineTo(10, 6);
+  g.stroke();
+  hatch = ctx.createPattern(c, "repeat");
+  return hatch;
+}
+
+function geometry() {
+  const w = canvas.clientWidth, h = canvas.clientHeight;
+  const res = state.result;
+  const end = res && res.end > 0 ? res.end : 1;
+  const x = (t) => PAD.left + (t / end) * (w - PAD.left - PAD.right);
+  const y = (p) => PAD.top + (1 - p) * (h - PAD.top - PAD.bottom);
+  const tOf = (px) => ((px - PAD.left) / (w - PAD.left - PAD.right)) * end;
+  return { w, h, x, y, tOf, end };
+}
+
+function frameAt(px) {
+  const res = state.result;
+  if (!res || !res.frames.length) return null;
+  const t = geometry().tOf(px);
+  // Nearest frame by its centre time.
+  let best = 0, bestD = Infinity;
+  for (let i = 0; i < res.frames.length; i++) {
+    const d = Math.abs(res.frames[i].time + res.step / 2 - t);
+    if (d < bestD) { bestD = d; best = i; }
+  }
+  return best;
+}
+
+function drawTimeline() {
+  const res = state.result;
+  if (!res) return;
+  const dpr = window.devicePixelRatio || 1;
+  const cw = Math.round(canvas.clientWidth * dpr), ch = Math.round(canvas.clientHeight * dpr);
+  if (canvas.width !== cw || canvas.height !== ch) { canvas.width = cw; canvas.height = ch; }
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  const { w, h, x, y, end } = geometry();
+  ctx.clearRect(0, 0, w, h);
+
+  // No-face bands.
+  ctx.fillStyle = hatchPattern(ctx);
+  let i = 0;
+  while (i < res.frames.length) {
+    if (res.frames[i].face) { i++; continue; }
+    let j = i;
+    while (j + 1 < res.frames.length && !res.frames[j + 1].face) j++;
+    const x0 = x(res.frames[i].time), x1 = x(res.frames[j].time + res.step);
+    ctx.fillRect(x0, PAD.top, Math.max(1, x1 - x0), h - PAD.top - PAD.bottom);
+    i = j + 1;
+  }
+
+  // Grid and axes.
+  ctx.strokeStyle = "#e3e7ef";
+  ctx.fillStyle = "#667085";
+  ctx.lineWidth = 1;
+  ctx.font = "11px system-ui, sans-serif";
+  ctx.textAlign = "right";
+  ctx.textBaseline = "middle";
+  for (const p of [0, 0.25, 0.5, 0.75, 1]) {
+    ctx.beginPath();
+    ctx.setLineDash(p === 0.5 ? [4, 4] : []);
+    ctx.strokeStyle = p === 0.5 ? "#adb5bd" : "#e3e7ef";
+    ctx.moveTo(PAD.left, Math.round(y(p)) + 0.5);
+    ctx.lineTo(w - PAD.right, Math.round(y(p)) + 0.5);
+    ctx.stroke();
+    ctx.fillText(p.toFixed(p % 0.5 ? 2 : 1), PAD.left - 6, y(p));
+  }
+  ctx.setLineDash([]);
+  ctx.textAlign = "center";
+  ctx.textBaseline = "top";
+  const stepT = niceStep(end / 8);
+  for (let t = 0; t <= end + 1e-9; t += stepT) {
+    const px = x(t);
+    ctx.beginPath();
+    ctx.strokeStyle = "#c3cbe0";
+    ctx.moveTo(px + 0.5, h - PAD.bottom);
+    ctx.lineTo(px + 0.5, h - PAD.bottom + 4);
+    ctx.stroke();
+    ctx.fillText(`${+t.toFixed(2)} s`, px, h - PAD.bottom + 7);
+  }
+
+  // One line per clip-level top-5 AU, broken where there is no face; nodes on sparse clips.
+  const dots = res.frames.length <= 160;
+  res.top5.forEach((t, k) => {
+    const color = PALETTE[k % PALETTE.length];
+    ctx.strokeStyle = color;
+    ctx.fillStyle = color;
+    ctx.lineWidth = 2;
+    ctx.lineJoin = "round";
+    ctx.beginPath();
+    let pen = false;
+    for (const f of res.frames) {
+      const p = f.face && f.probs ? f.probs[t.code] : null;
+      if (p == null) { pen = false; continue; }
+      const px = x(f.time + res.step / 2), py = y(p);
+      if (pen) ctx.lineTo(px, py); else ctx.moveTo(px, py);
+      pen = true;
+    }
+    ctx.stroke();
+    if (dots) {
+      for (const f of res.frames) {
+        const p = f.face && f.probs ? f.probs[t.code] : null;
+        if (p == null) continue;
+        ctx.beginPath();
+        ctx.arc(x(f.time + res.step / 2), y(p), 2.2, 0, 2 * Math.PI);
+        ctx.fill();
+      }
+    }
+  });
+
+  // Selected frame and play-head.
+  if (state.selectedFrame != null && res.frames[state.selectedFrame]) {
+    const f = res.frames[state.selectedFrame];
+    ctx.fillStyle = "rgba(59, 91, 219, .12)";
+    ctx.fillRect(x(f.time), PAD.top, Math.max(2, x(f.time + res.step) - x(f.time)),
+      h - PAD.top - PAD.bottom);
+  }
+  if (state.videoReady || video.readyState >= 1) {
+    const t = Math.min(video.currentTime || 0, end);
+    const px = Math.round(x(t)) + 0.5;
+    ctx.strokeStyle = "#1d2433";
+    ctx.lineWidth = 1.5;
+    ctx.beginPath();
+    ctx.moveTo(px, PAD.top);
+    ctx.lineTo(px, h - PAD.bottom);
+    ctx.stroke();
+    ctx.fillStyle = "#1d2433";
+    ctx.beginPath();
+    ctx.moveTo(px - 5, PAD.top - 2);
+    ctx.lineTo(px + 5, PAD.top - 2);
+    ctx.lineTo(px, PAD.top + 5);
+    ctx.closePath();
+    ctx.fill();
+  }
+  canvas.dataset.drawn = String(res.frames.length);
+}
+
+function niceStep(raw) {
+  const pow = 10 ** Math.floor(Math.log10(Math.max(raw, 1e-6)));
+  for (const m of [1, 2, 5, 10]) if (raw <= m * pow) return m * pow;
+  return 10 * pow;
+}
+
+canvas.addEventListener("click", (e) => {
+  const r = canvas.getBoundingClientRect();
+  const i = frameAt(e.clientX - r.left);
+  if (i != null) seekToFrame(i);
+});
+
+canvas.addEventListener("mousemove", (e) => {
+  const res = state.result;
+  if (!res) return;
+  const r = canvas.getBoundingClientRect();
+  const px = e.clientX - r.left;
+  const i = frameAt(px);
+  if (i == null) return;
+  const f = res.frames[i];
+  tooltip.textContent = "";
+  tooltip.appendChild(el("b", null, `frame ${f.index} · ${fmtTime(f.time)}`));
+  if (!f.face) {
+    tooltip.appendChild(el("div", null, "no face found"));
+  } else {
+    const list = f.top5.length ? f.top5 : res.top5.map((t) => ({ code: t.code, prob: f.probs[t.code] }));
+    for (const t of list) {
+      const row = el("div", "tt-row");
+      row.appendChild(el("span", null, splitLabel(t.code)[0]));
+      row.appendChild(el("span", null, fmtPct(t.prob)));
+      tooltip.appendChild(row);
+    }
+  }
+  show(tooltip, true);
+  const left = Math.min(px + 14, canvas.clientWidth - tooltip.offsetWidth - 4);
+  tooltip.style.left = `${Math.max(0, left)}px`;
+  tooltip.style.top = `${Math.max(0, e.clientY - r.top - 20)}px`;
+});
+canvas.addEventListener("mouseleave", () => show(tooltip, false));
+window.addEventListener("resize", drawTimeline);
+
+// ---------------------------------------------------------------------------------- start
+
+loadModel();
+loadExamples();
