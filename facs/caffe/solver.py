@@ -133,7 +133,7 @@ class Solver:
                 raise FacsError(f"{what}: nothing to train (every blob has lr_mult 0)")
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = torch.nn.parallel.DistributedDataParallel(
-                self.net, device_ids=ids, find_unused_parameters=True
+                self.net, device_ids=ids, find_unused_parameters=bool(_off_loss_path(self.net))
             )
         prefix = sp.snapshot_prefix or str(self.path.with_suffix(""))
         self.prefix = _resolve(prefix, self.path.parent)
@@ -352,7 +352,7 @@ class Solver:
                     self.log.line(f"Iteration {self.iter}, loss = {float(self.net.loss(out)):g}")
             if sp.test_interval and self.iter % sp.test_interval == 0:
                 self.test_all()
-            self.log.line(f"Optimization Done in {time.perf_counter() - t0:.1f} s.")
+            self.log.line(f"Optimization Done in {time.perf_counter() - t0:.2f} s.")
         else:
             final = Path(f"{self.prefix}_iter_{self.iter}.caffemodel")
         if self.world > 1:
@@ -364,6 +364,18 @@ class Solver:
 
     def net_name(self) -> str:
         return getattr(self.net, "name", "") or str(self.path)
+
+
+def _off_loss_path(net) -> set[str]:
+    """Layers with trainable blobs that no loss depends on (DDP must then look for unused
+    parameters every iteration; otherwise that costly search stays off)."""
+    needed = set(net.loss_weights)
+    used: set[str] = set()
+    for lp in reversed(net.layer_params):
+        if any(t in needed for t in lp.top):
+            used.add(lp.name)
+            needed.update(lp.bottom)
+    return {b.layer for b in net.learnable if b.param.requires_grad and b.layer not in used}
 
 
 class _nullctx:
