@@ -1,0 +1,461 @@
+"""`facs train-stream`: train one stream of a configuration on WORK's LMDBs and score it.
+
+The prototxts a researcher edits live in `prototxt/<profile>/` (templates: their LMDB sources,
+mean file, crop and output count are placeholders). This stage renders them for one
+configuration into the model folder, with the real LMDB paths of WORK, trains with
+`facs.caffe.train.train`, copies the final weights beside a deploy prototxt, and scores the
+validation and test LMDBs into `WORK/scores/<config>/<stream>_{val,test}.npz`.
+
+    models/<name>/<stream>/train_val.prototxt solver.prototxt deploy.prototxt
+                           weights.caffemodel  mean.binaryproto mean.npy
+                           snap_iter_N.caffemodel/.solverstate  snap_train.log/.csv
+    models/<name>/onevsall/<code>/...   one net per label present in training
+
+Streams: `spatial` (i) AN-Finetune, multi-label sigmoid; `onevsall` (ii) one 2-way softmax net
+per label (initialised from the spatial net's weights where the profile says so); `flow` (iii)
+the temporal net from scratch.
+
+    facs train-stream --work work/quick --profile quick --config best --stream spatial
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from facs.caffe import caffe_pb2
+from facs.errors import FacsError
+
+STREAMS = ("spatial", "onevsall", "flow")
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN, TEST = caffe_pb2.TRAIN, caffe_pb2.TEST
+
+
+# ---------------------------------------------------------------- settings
+
+
+TEMPLATES = {"spatial": "alexnet_finetune", "onevsall": "onevsall", "flow": "flownet"}
+
+
+def train_settings(profile: dict, stream: str) -> dict:
+    """The profile's `train` section for a stream, with defaults: templates in
+    prototxt/<profile>/<net>_{train_val,solver,deploy}.prototxt (net: TEMPLATES[stream])."""
+    t = dict(profile.get("train", {}).get(stream, {}))
+    base = t.get("prototxt_dir", f"prototxt/{profile.get('name', 'quick')}")
+    for kind in ("train_val", "solver", "deploy"):
+        t.setdefault(kind, f"{base}/{TEMPLATES[stream]}_{kind}.prototxt")
+    return t
+
+
+def _repo_path(p: str | Path) -> Path:
+    p = Path(p)
+    return p if p.is_absolute() or p.exists() else ROOT / p
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _phase(layer) -> int | None:
+    for rule in layer.include:
+        if rule.HasField("phase"):
+            return int(rule.phase)
+    return None
+
+
+def _is_label_layer(layer) -> bool:
+    return any("label" in t for t in layer.top)
+
+
+def last_inner_product(net: caffe_pb2.NetParameter):
+    ips = [layer for layer in net.layer if layer.type == "InnerProduct"]
+    if not ips:
+        raise FacsError(f"net '{net.name}': no InnerProduct layer to size to the labels")
+    return ips[-1]
+
+
+def set_label_column(net: caffe_pb2.NetParameter, column: int, n_labels: int) -> None:
+    """One-vs-all: the Slice layer on the label blob keeps `column` as its top `target`."""
+    slices = [la for la in net.layer if la.type == "Slice" and "target" in la.top]
+    if not slices:
+        raise FacsError(f"net '{net.name}': one-vs-all needs a Slice layer with top 'target'")
+    layer = slices[0]
+    del layer.top[:]
+    layer.slice_param.ClearField("slice_point")
+    layer.slice_param.axis = 1
+    points, tops = [], []
+    if column > 0:
+        points.append(column)
+        tops.append("label_before")
+    tops.append("target")
+    if column < n_labels - 1:
+        points.append(column + 1)
+        tops.append("label_after")
+    if n_labels == 1:
+        # Nothing to slice: a Slice with one top is Caffe's identity.
+        points = []
+    layer.slice_param.slice_point.extend(points)
+    layer.top.extend(tops)
+
+
+def render_train_val(
+    template: Path,
+    sources: dict[str, tuple[Path, Path]],
+    mean_file: Path | None,
+    crop: int | None,
+    num_output: int,
+    batch: dict[str, int] | None = None,
+) -> caffe_pb2.NetParameter:
+    """Template net with WORK's LMDBs: sources = {"TRAIN": (data, labels), "TEST": (...)}."""
+    from facs.caffe.io import read_net_prototxt
+
+    net = read_net_prototxt(template)
+    for layer in net.layer:
+        if layer.type != "Data":
+            continue
+        phase = "TEST" if _phase(layer) == TEST else "TRAIN"
+        data, labels = sources[phase]
+        layer.data_param.source = str((labels if _is_label_layer(layer) else data).resolve())
+        layer.data_param.backend = caffe_pb2.DataParameter.LMDB
+        if batch and phase in batch:
+            layer.data_param.batch_size = int(batch[phase])
+        if not _is_label_layer(layer):
+            tp = layer.transform_param
+            if mean_file is not None:
+                tp.mean_file = str(Path(mean_file).resolve())
+                tp.ClearField("mean_value")
+            if crop:
+                tp.crop_size = int(crop)
+    last_inner_product(net).inner_product_param.num_output = num_output
+    return net
+
+
+def render_deploy(template: Path, channels: int, crop: int, num_output: int):
+    from facs.caffe.io import read_net_prototxt
+
+    net = read_net_prototxt(template)
+    shape = None
+    for layer in net.layer:
+        if layer.type == "Input":
+            shape = layer.input_param.shape[0]
+    if shape is None:
+        if not len(net.input_shape):
+            raise FacsError(f"{template}: a deploy net needs an Input layer")
+        shape = net.input_shape[0]
+    del shape.dim[:]
+    shape.dim.extend([1, channels, crop, crop])
+    last_inner_product(net).inner_product_param.num_output = num_output
+    return net
+
+
+def render_solver(template: Path, net_path: Path, prefix: Path, overrides: dict):
+    from facs.caffe.io import read_solver_prototxt
+
+    sp = read_solver_prototxt(template)
+    for f in ("train_net", "test_net", "net_param", "train_net_param"):
+        sp.ClearField(f)
+    sp.net = str(net_path.resolve())
+    sp.snapshot_prefix = str(prefix.resolve())
+    for key, value in overrides.items():
+        field = sp.DESCRIPTOR.fields_by_name.get(key)
+        if field is None:
+            raise FacsError(f"profile train settings: solver has no field '{key}'")
+        if field.label == field.LABEL_REPEATED:
+            sp.ClearField(key)
+            getattr(sp, key).extend(value if isinstance(value, list) else [value])
+        else:
+            setattr(sp, key, value)
+    return sp
+
+
+# ---------------------------------------------------------------- WORK's LMDBs
+
+
+def find_lmdb(work: Path, config: str, stream: str, part: str) -> dict:
+    """The LMDB pair of a (configuration, stream kind, split part) from its manifest
+    WORK/lmdb/<config>/<part>_<stream>.json (facs.lmdb_build):
+    {"data": Path, "labels": Path, "mean": Path | None, "manifest": dict}."""
+    folder = Path(work) / "lmdb" / config
+    mpath = folder / f"{part}_{stream}.json"
+    if not mpath.is_file():
+        raise FacsError(f"{mpath}: no such LMDB manifest (run scripts/05_lmdb.sh first)")
+    manifest = json.loads(mpath.read_text())
+    mean = folder / manifest["mean"] if manifest.get("mean") else None
+    return {
+        "data": folder / manifest["data"],
+        "labels": folder / manifest["labels_db"],
+        "mean": mean if mean is not None and mean.is_file() else None,
+        "manifest": manifest,
+    }
+
+
+def record_subjects(work: Path, manifest: dict) -> np.ndarray:
+    """Subject of every record of an LMDB, in record order (manifest records + index)."""
+    from facs.workdir import load_index
+
+    subject = {c["id"]: str(c["subject"]) for c in load_index(work)["clips"]}
+    return np.asarray([subject.get(r[0], "") for r in manifest["records"]], dtype=str)
+
+
+# ---------------------------------------------------------------- training
+
+
+def _write(path: Path, message) -> Path:
+    from facs.caffe.io import write_prototxt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_prototxt(path, message)
+    return path
+
+
+def train_one(
+    settings: dict,
+    out: Path,
+    lmdbs: dict[str, dict],
+    num_output: int,
+    column: int | None = None,
+    n_labels: int = 0,
+    init_weights: Path | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+) -> dict:
+    """Render, train and package one net into `out`; returns its model.json stream entry."""
+    from facs.caffe.train import train
+
+    out.mkdir(parents=True, exist_ok=True)
+    train_l, val_l = lmdbs["train"], lmdbs["val"]
+    shape = train_l["manifest"]["shape"]  # C, H, W of the stored records
+    channels = int(shape[0])
+    crop = int(settings.get("crop") or min(shape[1:]))
+    mean = None
+    if train_l.get("mean") is not None:
+        mean = out / "mean.binaryproto"
+        shutil.copyfile(train_l["mean"], mean)
+        npy = Path(train_l["mean"]).parent / train_l["manifest"].get("mean_npy", "")
+        if npy.is_file():
+            shutil.copyfile(npy, out / "mean.npy")
+    sources = {
+        "TRAIN": (train_l["data"], train_l["labels"]),
+        "TEST": (val_l["data"], val_l["labels"]),
+    }
+    net = render_train_val(
+        _repo_path(settings["train_val"]), sources, mean, crop, num_output, settings.get("batch")
+    )
+    if column is not None:
+        set_label_column(net, column, n_labels)
+    tv = _write(out / "train_val.prototxt", net)
+    overrides = dict(settings.get("solver_overrides", {}))
+    overrides.setdefault("random_seed", seed)
+    sp = render_solver(_repo_path(settings["solver"]), tv, out / "snap", overrides)
+    solver = _write(out / "solver.prototxt", sp)
+    _write(
+        out / "deploy.prototxt",
+        render_deploy(_repo_path(settings["deploy"]), channels, crop, num_output),
+    )
+    t0 = time.perf_counter()
+    final = train(solver, weights=init_weights, device=device, seed=seed)
+    seconds = time.perf_counter() - t0
+    shutil.copyfile(final, out / "weights.caffemodel")
+    return {
+        "deploy": "deploy.prototxt",
+        "weights": "weights.caffemodel",
+        "mean": "mean.npy"
+        if (out / "mean.npy").is_file()
+        else ("mean.binaryproto" if mean else None),
+        "train_seconds": round(seconds, 1),
+        "iterations": int(sp.max_iter),
+        "input": {"channels": channels, "size": int(shape[1]), "crop": crop, "scale": 1.0},
+    }
+
+
+def score_part(
+    stream_dir: Path, lmdb: dict, batch: int = 256
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Keys, probabilities and labels of one LMDB split under the packaged net in stream_dir."""
+    from tqdm import tqdm
+
+    from facs.scores import load_mean, load_net, read_datum_lmdb, score_array
+
+    net = load_net(stream_dir / "deploy.prototxt", stream_dir / "weights.caffemodel")
+    keys, images = read_datum_lmdb(lmdb["data"], "data")
+    lkeys, labels = read_datum_lmdb(lmdb["labels"], "float_data")
+    if lkeys != keys:
+        raise FacsError(f"{lmdb['labels']}: keys differ from {lmdb['data']}'s")
+    mean_path = stream_dir / "mean.npy"
+    mean = load_mean(mean_path if mean_path.is_file() else None)
+    crop = (
+        json.loads((stream_dir / "stream.json").read_text())["input"]["crop"]
+        if (stream_dir / "stream.json").is_file()
+        else None
+    )
+    with tqdm(total=len(keys), desc=f"score {stream_dir.name}", unit="frame") as bar:
+        probs = score_array(net, images, crop, mean, 1.0, batch, bar.update)
+    return keys, probs, labels.astype(np.uint8)
+
+
+# ---------------------------------------------------------------- one stream of a configuration
+
+
+def model_dir(models: Path, profile: dict, config: str) -> Path:
+    return Path(models) / f"{profile.get('name', 'quick')}-{config}"
+
+
+def config_options(profile: dict, config: str) -> dict:
+    configs = profile.get("lmdb", {}).get("configs", {})
+    if config not in configs:
+        raise FacsError(
+            f"{profile.get('_path')}: no configuration '{config}' "
+            f"(known: {', '.join(configs) or 'none'})"
+        )
+    return configs[config]
+
+
+def input_settings(profile: dict, config: str, stream: str, entry: dict) -> dict:
+    """Everything prediction needs to rebuild the net's input from a video (model.json)."""
+    kind = "flow" if stream == "flow" else "frame"
+    opts = config_options(profile, config).get("flow" if kind == "flow" else "spatial", {})
+    inp = {"kind": kind, **entry["input"], **opts, "faces": profile.get("faces", {})}
+    if kind == "flow":
+        inp["flow"] = profile.get("flow", {})
+    return inp
+
+
+def _save_prevalence(work: Path, config: str, labels: list[str], train_labels: dict) -> None:
+    from facs.scores import read_datum_lmdb
+
+    _, y = read_datum_lmdb(train_labels["labels"], "float_data")
+    prev = {c: round(float(v), 6) for c, v in zip(labels, (y > 0.5).mean(0), strict=True)}
+    path = work / "scores" / config / "train_prevalence.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"records": int(len(y)), "prevalence": prev}, indent=1) + "\n")
+
+
+def train_stream(
+    work: Path,
+    profile: dict,
+    config: str,
+    stream: str,
+    models: Path = Path("models"),
+    device: str = "cpu",
+) -> Path:
+    """Train and score one stream of one configuration; returns the stream's model folder."""
+    from facs.scores import save_scores
+
+    if stream not in STREAMS:
+        raise FacsError(f"unknown stream '{stream}' (choose from {', '.join(STREAMS)})")
+    settings = train_settings(profile, stream)
+    seed = int(profile.get("train", {}).get("seed", profile.get("lmdb", {}).get("seed", 0)))
+    kind = "flow" if stream == "flow" else "spatial"
+    lmdbs = {p: find_lmdb(work, config, kind, p) for p in ("train", "val", "test")}
+    labels = list(lmdbs["train"]["manifest"]["labels"])
+    mdir = model_dir(models, profile, config)
+    _save_prevalence(work, config, labels, lmdbs["train"])
+    scores_dir = work / "scores" / config
+    if stream != "onevsall":
+        out = mdir / stream
+        entry = train_one(settings, out, lmdbs, len(labels), seed=seed, device=device)
+        entry["input"] = input_settings(profile, config, stream, entry)
+        (out / "stream.json").write_text(json.dumps(entry, indent=1) + "\n")
+        for part in ("val", "test"):
+            keys, probs, y = score_part(out, lmdbs[part])
+            save_scores(
+                scores_dir / f"{stream}_{part}.npz",
+                keys,
+                probs,
+                y,
+                labels,
+                record_subjects(work, lmdbs[part]["manifest"]),
+            )
+        return out
+    # One-vs-all: a 2-way net per label that occurs in the training frames.
+    from facs.scores import read_datum_lmdb
+
+    _, ytrain = read_datum_lmdb(lmdbs["train"]["labels"], "float_data")
+    present = [j for j in range(len(labels)) if ytrain[:, j].sum() > 0]
+    init = None
+    if settings.get("init_from"):
+        init = mdir / settings["init_from"] / "weights.caffemodel"
+        if not init.is_file():
+            raise FacsError(
+                f"{init}: one-vs-all starts from the {settings['init_from']} net; "
+                "train that stream first"
+            )
+    nets, cols = {}, {"val": [], "test": []}
+    keys_of: dict[str, list[str]] = {}
+    ys: dict[str, np.ndarray] = {}
+    for j in present:
+        code = labels[j]
+        out = mdir / "onevsall" / code
+        entry = train_one(
+            settings,
+            out,
+            lmdbs,
+            2,
+            column=j,
+            n_labels=len(labels),
+            init_weights=init,
+            seed=seed,
+            device=device,
+        )
+        (out / "stream.json").write_text(json.dumps(entry, indent=1) + "\n")
+        nets[code] = {
+            "deploy": f"{code}/deploy.prototxt",
+            "weights": f"{code}/weights.caffemodel",
+            "column": j,
+            "train_seconds": entry["train_seconds"],
+        }
+        for part in ("val", "test"):
+            keys, probs, y = score_part(out, lmdbs[part])
+            cols[part].append(probs[:, 0])
+            keys_of[part], ys[part] = keys, y
+    first = entry
+    summary = {
+        "nets": nets,
+        "mean": f"{labels[present[0]]}/{first['mean']}" if first.get("mean") else None,
+        "input": input_settings(profile, config, stream, first),
+        "labels": [labels[j] for j in present],
+    }
+    (mdir / "onevsall" / "stream.json").write_text(json.dumps(summary, indent=1) + "\n")
+    codes = [labels[j] for j in present]
+    for part in ("val", "test"):
+        save_scores(
+            scores_dir / f"onevsall_{part}.npz",
+            keys_of[part],
+            np.stack(cols[part], axis=1),
+            ys[part][:, present],
+            codes,
+            record_subjects(work, lmdbs[part]["manifest"]),
+        )
+    return mdir / "onevsall"
+
+
+# ---------------------------------------------------------------- command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from facs.profile import add_common_arguments
+
+    add_common_arguments(parser)
+    parser.add_argument("--config", default="best", help="configuration (profile lmdb.configs)")
+    parser.add_argument("--stream", required=True, choices=STREAMS)
+    parser.add_argument("--models", type=Path, default=Path("models"), help="models folder")
+    parser.add_argument("--device", default="cpu")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from facs.profile import default_work, describe, load_profile
+
+    profile = load_profile(args.profile)
+    work = args.work or default_work(profile["name"])
+    print(describe(profile, "train"))
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
+    t0 = time.perf_counter()
+    out = train_stream(work, profile, args.config, args.stream, args.models, args.device)
+    print(f"train-stream {args.config}/{args.stream}: {out} in {time.perf_counter() - t0:.0f} s")
+    return 0
