@@ -297,19 +297,38 @@ def landmarks_to_features(faces) -> np.ndarray:
     return smooth(feats)
 
 
+def learned_inputs(feats: np.ndarray, fps: float = 25.0) -> np.ndarray:
+    """Inputs of the learned classifier for ONE person's video: calibrated deviations and the
+    rules' evidence (logit of each rule's probability), N x (F + len(LABELS)); NaN rows where
+    no face."""
+    dev = calibrate(feats)
+    p = np.clip(rule_probs(feats, LABELS, fps=fps), 1e-4, 1 - 1e-4)
+    x = np.concatenate([dev, np.log(p / (1 - p))], axis=1).astype(np.float32)
+    x[~np.isfinite(feats).all(axis=1)] = np.nan
+    return x
+
+
+INPUT_NAMES = [f"dev_{n}" for n in FEATURES] + [f"rule_AU{c}" for c in LABELS]
+
+
 class LearnedGeometry:
-    """Per-label logistic regression on calibrated geometric deviations (JSON-serialisable)."""
+    """Per-label logistic regression on `learned_inputs` (JSON-serialisable).
+
+    Plain (unweighted) classes and sklearn's default C = 1: on a 16-subject drawn-face corpus
+    this beat class-balanced weights, whose many false positives cost F1 at threshold 0.5."""
 
     def __init__(self, labels, mean, scale, coef, intercept) -> None:
         self.labels = list(labels)
         self.mean = np.asarray(mean, dtype=np.float64)
         self.scale = np.asarray(scale, dtype=np.float64)
-        self.coef = np.asarray(coef, dtype=np.float64)  # L x F
+        self.coef = np.asarray(coef, dtype=np.float64)  # L x inputs
         self.intercept = np.asarray(intercept, dtype=np.float64)  # L
 
     @classmethod
-    def fit(cls, x: np.ndarray, y: np.ndarray, labels, c: float = 1.0) -> LearnedGeometry:
-        """x: N x F calibrated deviations (from `calibrate`, per person), y: N x L in {0,1}."""
+    def fit(
+        cls, x: np.ndarray, y: np.ndarray, labels, c: float = 1.0, class_weight=None
+    ) -> LearnedGeometry:
+        """x: N x len(INPUT_NAMES) from `learned_inputs` (per person), y: N x L in {0,1}."""
         from sklearn.linear_model import LogisticRegression
 
         ok = np.isfinite(x).all(axis=1)
@@ -324,7 +343,7 @@ class LearnedGeometry:
                 pr = float(np.clip(yj.mean(), 1e-3, 1 - 1e-3))
                 icpt[j] = np.log(pr / (1 - pr))
                 continue
-            clf = LogisticRegression(C=c, class_weight="balanced", max_iter=500)
+            clf = LogisticRegression(C=c, class_weight=class_weight, max_iter=500)
             clf.fit(xs, yj)
             coef[j], icpt[j] = clf.coef_[0], clf.intercept_[0]
         return cls(labels, mean, scale, coef, icpt)
@@ -340,7 +359,7 @@ class LearnedGeometry:
     def to_json(self) -> dict:
         return {
             "kind": "logistic",
-            "features": list(FEATURES),
+            "inputs": INPUT_NAMES,
             "calibration": "deviation from the median of the person's neutral frames",
             "labels": self.labels,
             "mean": self.mean.tolist(),

@@ -168,7 +168,7 @@ def geometry_stream(vp: VideoPass, model: Model, spec: dict) -> np.ndarray:
     clf = model.cache.get("geometry")
     if clf is None:
         clf = model.cache["geometry"] = geometry.LearnedGeometry.load(spec["classifier"])
-    probs = clf.predict(geometry.calibrate(feats))
+    probs = clf.predict(geometry.learned_inputs(feats, vp.fps))
     return _align(probs, clf.labels, model.labels)
 
 

@@ -124,7 +124,7 @@ def test_blink_is_au45_and_long_closure_au43():
 
 def test_learned_classifier_roundtrip(tmp_path):
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(400, len(G.FEATURES))).astype(np.float32)
+    x = rng.normal(size=(400, len(G.INPUT_NAMES))).astype(np.float32)
     y = np.stack([x[:, 9] > 0.5, x[:, 11] > 0, np.zeros(400, bool)], axis=1).astype(np.uint8)
     clf = G.LearnedGeometry.fit(x, y, ["12", "25", "9"])
     p = clf.predict(x)
