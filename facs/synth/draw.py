@@ -23,9 +23,30 @@ def _pts(xy) -> np.ndarray:
     return np.round(np.asarray(xy, dtype=np.float64) * _ONE).astype(np.int32).reshape(-1, 1, 2)
 
 
-def _col(c) -> tuple[float, float, float]:
-    c = np.clip(c, 0, 255)
-    return (float(c[0]), float(c[1]), float(c[2]))
+def _col(c) -> tuple[float, float, float, float]:
+    """A BGR colour as a cv2 scalar; the 4th value keeps the canvas's alpha channel opaque."""
+    return (
+        min(255.0, max(0.0, float(c[0]))),
+        min(255.0, max(0.0, float(c[1]))),
+        min(255.0, max(0.0, float(c[2]))),
+        255.0,
+    )
+
+
+def _xy(x, y) -> np.ndarray:
+    return np.stack([x, y], axis=-1)
+
+
+def _band(xs, top, bottom) -> np.ndarray:
+    """Closed outline of the region between two curves over the same xs."""
+    return np.concatenate([_xy(xs, top), _xy(xs, bottom)[::-1]])
+
+
+# parameters along curves (precomputed: np.linspace per frame costs more than the drawing)
+_U6 = np.linspace(0, 1, 6)
+_U7 = np.linspace(-1, 1, 7)
+_U9 = np.linspace(-1, 1, 9)
+_U11 = np.linspace(-1, 1, 11)
 
 
 def _line(img, xy, color, thick: float = 1.0, closed: bool = False) -> None:
@@ -47,7 +68,7 @@ class FaceCanvas:
 
     def __init__(self, ident: Identity, rng: np.random.Generator):
         self.id = ident
-        self.texture, self.alpha = self._head(rng)
+        self.texture = self._head(rng)  # BGRA: the alpha channel is the head's outline
         yy, xx = np.mgrid[0:CANVAS_H, 0:CANVAS_W].astype(np.float32)
         self._xx, self._yy = xx, yy
         # how much of the jaw's drop each row takes: 0 above the mouth, 1 from the chin down
@@ -96,28 +117,28 @@ class FaceCanvas:
         hair = (hr2 <= 1.0) & ((yy < line) | ((np.abs(nx) > 0.88) & (yy < d.eye_y)))
         streak = 1 + 0.1 * np.sin(xx * 0.9 + rng.uniform(0, 6)) * np.sqrt(np.clip(1 - hr2, 0, 1))
         tex = np.where(hair[:, :, None], d.hair[None, None, :] * streak[:, :, None], tex)
-        alpha = (face | neck | ears | hair).astype(np.float32)
-        alpha = cv2.GaussianBlur(alpha, (0, 0), 0.7)
-        return np.clip(tex, 0, 255).astype(np.uint8), alpha
+        alpha = cv2.GaussianBlur((face | neck | ears | hair).astype(np.float32), (0, 0), 0.7)
+        bgra = np.concatenate([tex, 255 * alpha[:, :, None]], axis=2)
+        return np.clip(np.round(bgra), 0, 255).astype(np.uint8)
 
     # ----- every frame ---------------------------------------------------------------------
-    def render(self, au: dict[str, float]) -> tuple[np.ndarray, np.ndarray, float]:
-        """Canvas image (uint8 BGR), its alpha (float32 0..1) and the jaw drop (canvas units)."""
+    def render(self, au: dict[str, float]) -> tuple[np.ndarray, float]:
+        """Canvas image (uint8 BGRA) and the jaw drop (canvas units)."""
         g = au.get
-        jaw = 9.0 * g("26", 0.0) + 16.0 * g("27", 0.0)
-        img, alpha = self.texture, self.alpha
-        if jaw > 0.05:
+        jaw = 11.0 * g("26", 0.0) + 16.0 * g("27", 0.0)
+        if jaw > 0.05:  # the lower face slides down, stretching between mouth and chin
             map_y = self._yy - jaw * self._jaw_w
-            img = cv2.remap(img, self._xx, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            alpha = cv2.remap(alpha, self._xx, map_y, cv2.INTER_LINEAR)
+            img = cv2.remap(
+                self.texture, self._xx, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+            )
         else:
-            img = img.copy()
+            img = self.texture.copy()
         self._forehead_and_brows(img, g)
         for s in (-1, 1):
             self._eye(img, s, g)
         self._nose(img, g)
         self._mouth(img, g, jaw)
-        return img, alpha, jaw
+        return img, jaw
 
     def _forehead_and_brows(self, img, g) -> None:
         d = self.id
@@ -126,10 +147,10 @@ class FaceCanvas:
         if a1 > 0:  # horizontal wrinkles in the centre of the forehead
             for k in range(3):
                 y = brow_y - 7 - 4.2 * k - 6 * a1
-                xs = np.linspace(FACE_CX - 11 + k, FACE_CX + 11 - k, 7)
+                xs = FACE_CX + _U7 * (11 - k)
                 _line(
                     img,
-                    np.c_[xs, y - 1.5 * (1 - ((xs - FACE_CX) / 11) ** 2)],
+                    _xy(xs, y - 1.5 * (1 - ((xs - FACE_CX) / 11) ** 2)),
                     d.skin * (1 - 0.5 * a1),
                     1.2,
                 )
@@ -150,13 +171,13 @@ class FaceCanvas:
                 _line(
                     img, [(x, brow_y - 3), (x - s * 0.6, brow_y + 6)], d.skin * (1 - 0.55 * a4), 1.3
                 )
-        u = np.linspace(0, 1, 6)
+        u = _U6
         for s in (-1, 1):
             inner = d.eye_dx - d.eye_w * 0.95
             x = FACE_CX + s * (inner + u * d.eye_w * 2.3 - 4.5 * a4 * (1 - u))
             y = brow_y - (d.brow_arch + 2.5 * a2) * np.sin(np.pi * u * 0.85)
             y = y - 9 * a1 * (1 - u) ** 1.5 - 9 * a2 * u**1.2 + (5.5 * (1 - u) + 2.0) * a4
-            _line(img, np.c_[x, y], d.hair * 0.8, d.brow_thick)
+            _line(img, _xy(x, y), d.hair * 0.8, d.brow_thick)
 
     def _eye(self, img, s: int, g) -> None:
         d = self.id
@@ -167,20 +188,20 @@ class FaceCanvas:
         hl = d.eye_h * 0.75 * (1 - 0.45 * a6 - 0.55 * a7)
         hu = hu * (1 - close) - close * hl * 0.4
         hl = hl * (1 - 0.3 * close)
-        u = np.linspace(-1, 1, 9)
+        u = _U9
         xs = ex + u * d.eye_w
         upper = ey - 0.6 * s * u - hu * (1 - u * u) ** 0.8  # outer corner a touch higher
         lower_shape = (1 - a7) * (1 - u * u) + a7 * (1 - u**4)  # 7 straightens the lower lid
         lower = ey - 0.6 * s * u + hl * lower_shape
         upper = np.minimum(upper, lower)
-        almond = np.r_[np.c_[xs, upper], np.c_[xs, lower][::-1]]
+        almond = _band(xs, upper, lower)
         # sclera and iris inside the almond only
         x0, x1 = int(ex - d.eye_w - 2), int(ex + d.eye_w + 3)
         y0, y1 = int(ey - d.eye_h * 2 - 2), int(ey + d.eye_h * 2 + 3)
         roi = img[y0:y1, x0:x1]
         local = almond - (x0, y0)
         eye = np.empty_like(roi)
-        eye[:] = (232, 234, 238)
+        eye[:] = (232, 234, 238, 255)
         _ellipse(eye, (ex - x0, ey + 0.5 - y0), (d.eye_h * 1.05, d.eye_h * 1.05), d.iris)
         _ellipse(eye, (ex - x0, ey + 0.5 - y0), (d.eye_h * 0.45, d.eye_h * 0.45), (15, 15, 15))
         mask = np.zeros(roi.shape[:2], np.uint8)
@@ -188,15 +209,15 @@ class FaceCanvas:
         m = mask[:, :, None].astype(np.float32) / 255.0
         roi[:] = (roi * (1 - m) + eye * m).astype(np.uint8)
         # lids: lash line, crease, lower lid
-        _line(img, np.c_[xs, upper], (25, 22, 22), 1.8)
+        _line(img, _xy(xs, upper), (25, 22, 22), 1.8)
         if close < 0.5:
             _line(
                 img,
-                np.c_[xs[1:-1], upper[1:-1] - 3.0 - 2.5 * (1 - a5)][::1],
+                _xy(xs[1:-1], upper[1:-1] - 3.0 - 2.5 * (1 - a5)),
                 d.skin * (0.72 + 0.25 * a5),
                 1.0,
             )
-        _line(img, np.c_[xs[1:-1], lower[1:-1]], d.skin * (0.6 - 0.25 * a7), 1.0 + 1.2 * a7)
+        _line(img, _xy(xs[1:-1], lower[1:-1]), d.skin * (0.6 - 0.25 * a7), 1.0 + 1.2 * a7)
         if a6 > 0:
             # crow's feet at the outer corner, a raised furrow under the eye, lifted cheek
             ox = ex + s * (d.eye_w + 1.5)
@@ -208,12 +229,12 @@ class FaceCanvas:
                     1.1,
                 )
             fy = ey + 8.5 - 3 * a6
-            _line(img, np.c_[xs[1:-1], fy + 1.2 * (u[1:-1] ** 2)], d.skin * (1 - 0.4 * a6), 1.2)
+            _line(img, _xy(xs[1:-1], fy + 1.2 * (u[1:-1] ** 2)), d.skin * (1 - 0.4 * a6), 1.2)
             _ellipse(img, (ex + s * 2, ey + 17 - 4 * a6), (8, 4.5), d.skin * (1 + 0.12 * a6))
 
     def _nose(self, img, g) -> None:
         d = self.id
-        a9, a12, a6 = g("9", 0.0), g("12", 0.0), g("6", 0.0)
+        a9, a12 = g("9", 0.0), g("12", 0.0)
         ny = d.nose_y - 3.0 * a9
         if a9 > 0:  # wrinkles across the nose bridge
             for k in range(3):
@@ -236,23 +257,23 @@ class FaceCanvas:
             _ellipse(
                 img, (FACE_CX + s * d.nose_w * 0.5, ny + 1.2), (2.2 + 1.2 * a9, 1.3), d.skin * 0.35
             )
-        self._nasolabial = max(a9, 0.8 * a12, 0.5 * a6)
+        self._nasolabial = max(a9, 0.8 * a12)
 
     def _mouth(self, img, g, jaw: float) -> None:
         d = self.id
         a9, a12, a15, a17 = g("9", 0.0), g("12", 0.0), g("15", 0.0), g("17", 0.0)
         a20, a25, a27 = g("20", 0.0), g("25", 0.0), g("27", 0.0)
         my = d.mouth_y
-        half = d.mouth_w * (1 + 0.25 * a12 + 0.4 * a20 - 0.05 * a15 - 0.2 * a27)
+        half = d.mouth_w * (1 + 0.25 * a12 + 0.6 * a20 - 0.05 * a15 - 0.2 * a27)
         cy = my - 7.0 * a12 + 6.5 * a15 + 0.8 * a20
-        gap = max(a25 * (4.5 + 0.7 * jaw), 14.0 * a27)
+        gap = max(a25 * (5.0 + 0.7 * jaw), 14.0 * a27)
         lo_shift = 0.35 * jaw if gap < 0.3 else 0.0  # jaw drop with lips still together
-        thin = 1 - 0.35 * a20
+        thin = 1 - 0.45 * a20
         up_top = my - d.lip_up * thin - 2.5 * a9
         inner_top = my - 1.6 * a17
         inner_bot = inner_top + gap
-        lo_bot = inner_bot + d.lip_lo * thin + lo_shift - 1.5 * a17
-        u = np.linspace(-1, 1, 11)
+        lo_bot = inner_bot + d.lip_lo * thin + lo_shift - 2.5 * a17
+        u = _U11
         xs = FACE_CX + u * half
         bend = (cy - my) * u**2  # corners up (12) or down (15)
         bow = 0.8 * np.exp(-(((np.abs(u) - 0.22) / 0.12) ** 2))  # cupid's bow peaks
@@ -260,7 +281,7 @@ class FaceCanvas:
         top_inner = my + bend + (inner_top - my) * (1 - u * u)
         bot_inner = my + bend + (inner_bot - my) * (1 - u * u) ** 0.8
         bot_outer = my + bend + (lo_bot - my) * (1 - u * u) ** 0.6
-        # nasolabial furrows, deepened by 9, 12 and 6
+        # nasolabial furrows, deepened by 9 and 12
         k = self._nasolabial
         for s in (-1, 1):
             nx = FACE_CX + s * (d.nose_w + 2)
@@ -268,17 +289,17 @@ class FaceCanvas:
             pts = [(nx, d.nose_y - 2), (nx + s * 3, (d.nose_y + my) / 2), (mx, cy + 2)]
             _line(img, pts, d.skin * (0.88 - 0.4 * k), 1.0 + 0.6 * k)
         if gap > 0.3:
-            _fill(img, np.r_[np.c_[xs, top_inner], np.c_[xs, bot_inner][::-1]], (40, 30, 70))
+            _fill(img, _band(xs, top_inner, bot_inner), (40, 30, 70))
             if a25 > 0.05:  # upper teeth
                 teeth = np.minimum(top_inner + min(3.5, gap * 0.5), bot_inner)
                 _fill(
                     img,
-                    np.r_[np.c_[xs[2:-2], top_inner[2:-2]], np.c_[xs[2:-2], teeth[2:-2]][::-1]],
+                    _band(xs[2:-2], top_inner[2:-2], teeth[2:-2]),
                     (215, 222, 228),
                 )
-        _fill(img, np.r_[np.c_[xs, top_outer], np.c_[xs, top_inner][::-1]], d.lip)
-        _fill(img, np.r_[np.c_[xs, bot_inner], np.c_[xs, bot_outer][::-1]], d.lip * 1.08)
-        _line(img, np.c_[xs, top_inner], d.lip * 0.45, 1.0)
+        _fill(img, _band(xs, top_outer, top_inner), d.lip)
+        _fill(img, _band(xs, bot_inner, bot_outer), d.lip * 1.08)
+        _line(img, _xy(xs, top_inner), d.lip * 0.45, 1.0)
         if a15 > 0:  # depressor shadows running down from the corners
             for s in (-1, 1):
                 x = xs[-1 if s > 0 else 0]
@@ -288,12 +309,11 @@ class FaceCanvas:
                     d.skin * (1 - 0.45 * a15),
                     1.2,
                 )
-        if a20 > 0:  # stretched corners pull the skin sideways
-            for s in (-1, 1):
-                x = xs[-1 if s > 0 else 0] + s * 2
-                _line(
-                    img, [(x, cy - 2), (x + s * 3, cy), (x, cy + 2)], d.skin * (1 - 0.45 * a20), 1.1
-                )
+        if a20 > 0:  # stretched corners pull the skin sideways into short folds
+            for side in (-1, 1):
+                x = xs[-1 if side > 0 else 0] + side * 2
+                fold = [(x, cy - 3), (x + side * 4, cy), (x, cy + 3)]
+                _line(img, fold, d.skin * (1 - 0.55 * a20), 1.3)
         # chin: the mentolabial furrow under the lip, the chin boss pushed up by 17
         chin = FACE_CY + d.b + jaw
         fy = lo_bot + 4.5 - 1.5 * a17
@@ -305,6 +325,8 @@ class FaceCanvas:
         )
         if a17 > 0:
             by = chin - 9 - 3 * a17
-            _ellipse(img, (FACE_CX, by), (7.5, 4.5), d.skin * (1 - 0.3 * a17), thick=1)
+            _ellipse(
+                img, (FACE_CX, by), (7.5, 4.5), d.skin * (1 - 0.35 * a17), thick=1 + int(a17 > 0.5)
+            )
             for x, y in ((-3, -1), (2.5, -1.5), (0, 1.5), (-1.5, 3)):
-                _ellipse(img, (FACE_CX + x, by + y), (0.8, 0.8), d.skin * (1 - 0.45 * a17))
+                _ellipse(img, (FACE_CX + x, by + y), (1.1, 1.1), d.skin * (1 - 0.5 * a17))

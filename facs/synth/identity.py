@@ -121,7 +121,7 @@ def sample_style(rng: np.random.Generator, ident: Identity) -> Style:
     half_w, half_h = ident.a * scale, ident.b * scale
     cx = rng.uniform(half_w + 6, FRAME_W - half_w - 6)
     # keep the chin (and a dropped jaw) inside the frame; the hair may leave it at the top
-    cy_max = FRAME_H - 4 - (half_h + 12 * scale)
+    cy_max = FRAME_H - 3 - (half_h + 16 * scale)
     cy = rng.uniform(min(cy_max, half_h - 4), cy_max)
     motion = np.stack(
         [

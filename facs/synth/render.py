@@ -21,7 +21,15 @@ class ClipRenderer:
         yy, xx = np.mgrid[0:FRAME_H, 0:FRAME_W].astype(np.float32)
         ca, sa = math.cos(style.light_angle), math.sin(style.light_angle)
         light = 1 + style.light_strength * (ca * (xx / FRAME_W - 0.5) + sa * (yy / FRAME_H - 0.5))
-        self.light = (style.gain * light)[:, :, None].astype(np.float32)
+        light = np.repeat((style.gain * light)[:, :, None], 3, axis=2).astype(np.float32)
+        self.light = light
+        self.bg_lit = (self.bg * light).astype(np.float32)
+        # a bank of noise frames, one picked per frame: drawing fresh noise costs more than the
+        # whole face, and repeating patterns across a clip is invisible to a classifier
+        self.noise = [
+            rng.standard_normal((FRAME_H, FRAME_W, 3), dtype=np.float32) * style.noise
+            for _ in range(6)
+        ]
         t = np.linspace(0, 2 * np.pi, 32, endpoint=False)
         self._outline = np.c_[FACE_CX + ident.a * np.cos(t), FACE_CY + ident.b * np.sin(t)]
 
@@ -56,15 +64,15 @@ class ClipRenderer:
 
     def frame(self, i: int, au: dict[str, float]) -> tuple[np.ndarray, list[int]]:
         """Frame i (BGR uint8) and the drawn face's box [x, y, w, h] in it."""
-        img, alpha, jaw = self.face.render(au)
+        img, jaw = self.face.render(au)
         M = self.pose(i)
-        size = (FRAME_W, FRAME_H)
-        face = cv2.warpAffine(img, M, size, flags=cv2.INTER_LINEAR)
-        a = cv2.warpAffine(alpha, M, size, flags=cv2.INTER_LINEAR)[:, :, None]
-        out = self.bg + (face.astype(np.float32) - self.bg) * a
-        out *= self.light
-        out += self.rng.standard_normal(out.shape, dtype=np.float32) * self.st.noise
-        frame = np.clip(out, 0, 255).astype(np.uint8)
+        warped = cv2.warpAffine(img, M, (FRAME_W, FRAME_H), flags=cv2.INTER_LINEAR)
+        a = np.multiply(warped[:, :, 3], 1 / 255, dtype=np.float32)
+        face = cv2.cvtColor(warped, cv2.COLOR_BGRA2BGR)
+        lit = cv2.multiply(face, self.light, dtype=cv2.CV_32F)
+        out = cv2.blendLinear(lit, self.bg_lit, a, 1.0 - a)
+        cv2.add(out, self.noise[int(self.rng.integers(len(self.noise)))], out)
+        frame = cv2.convertScaleAbs(out)  # saturating cast to uint8
         # box of the face ellipse (with the dropped jaw) in the frame
         pts = self._outline.copy()
         pts[:, 1] += np.where(pts[:, 1] > self.id.mouth_y, jaw, 0.0)

@@ -22,7 +22,7 @@ MIN_FRAMES, MAX_FRAMES = 60, 150
 # (AU set, weight). Every AU also occurs alone, so none is always tied to another.
 TEMPLATES: list[tuple[tuple[str, ...], float]] = [
     *[((au,), 1.0) for au in AUS if au not in ("43", "45")],
-    (("43",), 0.8),
+    (("43",), 1.5),
     (("45",), 0.5),
     (("6", "12"), 1.2),
     (("6", "12", "25"), 0.7),
@@ -40,7 +40,8 @@ TEMPLATES: list[tuple[tuple[str, ...], float]] = [
     (("1", "4", "15"), 0.5),
     (("15", "17"), 0.6),
     (("4", "7", "17"), 0.3),
-    (("20", "25"), 0.5),
+    (("20", "25"), 0.7),
+    (("9", "15", "17"), 0.3),
     (("6", "7", "12"), 0.3),
 ]
 
