@@ -115,6 +115,8 @@ def upgrade_v1_layer(v1: caffe_pb2.V1LayerParameter) -> caffe_pb2.LayerParameter
     for name in _SHARED_V1_FIELDS:
         if name in ("bottom", "top", "include", "exclude"):
             getattr(layer, name).extend(getattr(v1, name))
+        elif name == "name":
+            layer.name = v1.name
         elif v1.HasField(name):
             getattr(layer, name).CopyFrom(getattr(v1, name))
     if v1.type not in V1_TYPES:
@@ -187,6 +189,34 @@ def write_prototxt(path: str | Path, message) -> None:
     Path(path).write_text(text_format.MessageToString(message))
 
 
+WORK_PREFIX = "WORK/"
+
+
+def substitute_work(message, work: str | Path):
+    """Replace the leading `WORK/` of Data sources, mean files and snapshot prefixes.
+
+    The prototxts in prototxt/<profile>/ name their LMDBs `WORK/lmdb/...`; this makes them
+    point into a real work directory (e.g. work/quick). Works on nets and solvers; in place.
+    """
+    work = str(work).rstrip("/") + "/"
+
+    def sub(value: str) -> str:
+        return work + value[len(WORK_PREFIX) :] if value.startswith(WORK_PREFIX) else value
+
+    if isinstance(message, caffe_pb2.SolverParameter):
+        message.snapshot_prefix = sub(message.snapshot_prefix)
+        nets = [message.net_param, message.train_net_param, *message.test_net_param]
+        for net in nets:
+            substitute_work(net, work)
+        return message
+    for layer in message.layer:
+        if layer.HasField("data_param"):
+            layer.data_param.source = sub(layer.data_param.source)
+        if layer.transform_param.mean_file:
+            layer.transform_param.mean_file = sub(layer.transform_param.mean_file)
+    return message
+
+
 def layer_lines(text: str) -> list[int]:
     """1-based line of each top-level `layer {` / `layers {` in a net prototxt, in order.
 
@@ -252,6 +282,44 @@ def write_caffemodel(path: str | Path, net_param: caffe_pb2.NetParameter) -> Non
     Path(path).write_bytes(net_param.SerializeToString())
 
 
+def write_caffemodel_blobs(
+    path: str | Path,
+    name: str,
+    layers: list[tuple[caffe_pb2.LayerParameter, list[np.ndarray]]],
+) -> None:
+    """Write a .caffemodel from layer definitions and their weight arrays, streaming.
+
+    The bytes are exactly those of a NetParameter with `layer { ... blobs { shape data } }`,
+    but each array goes from memory to the file once: no protobuf copy of AlexNet's 60 M
+    (or the flow net's 100 M) floats.
+    """
+    tmp = Path(str(path) + ".tmp")
+    with open(tmp, "wb") as f:
+        if name:
+            f.write(caffe_pb2.NetParameter(name=name).SerializeToString())
+        for lp, arrays in layers:
+            head = caffe_pb2.LayerParameter()
+            head.CopyFrom(lp)
+            head.ClearField("blobs")
+            head_bytes = head.SerializeToString()
+            parts = []
+            for arr in arrays:
+                arr = np.ascontiguousarray(arr, dtype="<f4")
+                meta = caffe_pb2.BlobProto()
+                meta.shape.dim.extend(int(d) for d in arr.shape)
+                if arr.ndim == 4:
+                    meta.num, meta.channels, meta.height, meta.width = (int(d) for d in arr.shape)
+                data_head = meta.SerializeToString() + b"\x2a" + _varint(arr.nbytes)
+                parts.append((data_head, arr))
+            blob_lens = [len(h) + a.nbytes for h, a in parts]
+            layer_len = len(head_bytes) + sum(1 + len(_varint(n)) + n for n in blob_lens)
+            f.write(b"\xa2\x06" + _varint(layer_len) + head_bytes)  # field 100, length-delimited
+            for (data_head, arr), n in zip(parts, blob_lens, strict=True):
+                f.write(b"\x3a" + _varint(n) + data_head)  # LayerParameter.blobs (7)
+                f.write(memoryview(arr.reshape(-1)).cast("B"))
+    tmp.replace(path)
+
+
 def blob_shape(blob: caffe_pb2.BlobProto) -> tuple[int, ...]:
     """A BlobProto's shape: `shape.dim`, else the legacy num/channels/height/width."""
     if blob.HasField("shape"):
@@ -275,18 +343,28 @@ def blob_to_array(blob: caffe_pb2.BlobProto) -> np.ndarray:
     return arr.reshape(shape)
 
 
-def array_to_blob(array: np.ndarray) -> caffe_pb2.BlobProto:
-    """float array -> BlobProto with `shape` (and legacy 4-D fields when the array is 4-D)."""
+def array_to_blob(
+    array: np.ndarray, blob: caffe_pb2.BlobProto | None = None
+) -> caffe_pb2.BlobProto:
+    """float array -> BlobProto with `shape` (and legacy 4-D fields when the array is 4-D).
+
+    Pass `blob` (e.g. `layer.blobs.add()`) to fill it in place: appending a finished 150 MB
+    blob to a repeated field would copy it."""
     arr = np.ascontiguousarray(array, dtype=np.float32)
-    blob = caffe_pb2.BlobProto()
+    blob = caffe_pb2.BlobProto() if blob is None else blob
+    blob.Clear()
     blob.shape.dim.extend(int(d) for d in arr.shape)
     if arr.ndim == 4:
         # Old readers (and some tools) only look at the 4-D fields.
         blob.num, blob.channels, blob.height, blob.width = (int(d) for d in arr.shape)
     # Append the packed `data` field (5) as raw bytes: protobuf parses it at memcpy speed,
     # where extend() from a Python list takes seconds for AlexNet's fc6.
-    raw = arr.astype("<f4").tobytes()
-    blob.MergeFromString(b"\x2a" + _varint(len(raw)) + raw)
+    raw = memoryview(arr.astype("<f4", copy=False).reshape(-1)).cast("B")
+    head = b"\x2a" + _varint(raw.nbytes)
+    buf = bytearray(len(head) + raw.nbytes)  # one copy of the values, not three
+    buf[: len(head)] = head
+    buf[len(head) :] = raw
+    blob.MergeFromString(buf)
     return blob
 
 

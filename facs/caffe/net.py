@@ -30,6 +30,7 @@ from facs.caffe.io import (
     read_caffemodel,
     read_net_prototxt,
     upgrade_net,
+    write_caffemodel_blobs,
 )
 from facs.caffe.layers import LAYERS, Layer, LayerError, Shape
 from facs.errors import FacsError
@@ -128,8 +129,9 @@ class Net(nn.Module):
                 top_shapes = self._build_layer(lp, bottom_shapes)
             except LayerError as exc:
                 self._fail(lp, line, str(exc))
-            except FacsError:
-                raise
+            except FacsError as exc:  # from a Data layer: add where the layer is
+                where = f"{self._source}:{line}" if line else self._source
+                raise FacsError(f"{where}: {exc}") from None
             except (RuntimeError, ValueError) as exc:
                 self._fail(lp, line, f"cannot run on bottoms of shape {bottom_shapes}: {exc}")
             self.layer_params.append(lp)
@@ -297,12 +299,16 @@ class Net(nn.Module):
             layer.ClearField("blobs")
             if kind == "compute":
                 for p in self.layers[idx].blobs:
-                    layer.blobs.append(array_to_blob(p.detach().cpu().numpy()))
+                    array_to_blob(p.detach().cpu().numpy(), layer.blobs.add())
         return out
 
     def save_caffemodel(self, path: str | Path) -> None:
         """Write the weights as a V2 .caffemodel (readable by Caffe and OpenCV)."""
-        Path(path).write_bytes(self.to_proto().SerializeToString())
+        layers = []
+        for lp, (kind, idx) in zip(self.layer_params, self._kinds, strict=True):
+            blobs = self.layers[idx].blobs if kind == "compute" else []
+            layers.append((lp, [p.detach().cpu().numpy() for p in blobs]))
+        write_caffemodel_blobs(path, self.name, layers)
 
     def load_caffemodel(self, path: str | Path | caffe_pb2.NetParameter) -> list[str]:
         """Copy weight blobs by layer name (layers only in the file are ignored, as in Caffe's
