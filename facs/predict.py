@@ -82,7 +82,7 @@ def builtin_geometry() -> Model:
 def _resolve(folder: Path, spec: dict) -> dict:
     """Stream spec with its file paths (deploy, weights, mean, classifier) made absolute."""
     out = dict(spec)
-    for key in ("deploy", "weights", "mean", "classifier"):
+    for key in ("deploy", "weights", "mean", "classifier"):  # null/absent stays as it is
         if isinstance(out.get(key), str):
             path = (folder / out[key]).resolve()
             if not path.is_file():
@@ -132,7 +132,8 @@ def load_model(dir_or_name: str | Path | None = None) -> Model:
 
 @dataclass
 class VideoPass:
-    """What the first decoding pass found: face per frame, landmarks, size, fps."""
+    """What the first decoding pass found (face per frame, landmarks, Haar detections on every
+    `every`-th frame for the CNN streams' clip box), plus the CNN inputs made from it."""
 
     path: Path
     fps: float
@@ -140,22 +141,29 @@ class VideoPass:
     width: int
     height: int
     faces: list  # FaceLandmarks | None per frame
+    haar: list | None = None  # Haar boxes of frames 0, every, 2*every, ... (CNN streams only)
+    tick: Callable[[int], None] = lambda n: None  # progress in frames of work
+    cache: dict = field(default_factory=dict)  # crops per (size, axes), flows per stride
 
 
-def _first_pass(path: Path, progress: Progress | None, total: int) -> VideoPass:
+def _first_pass(
+    path: Path, tick: Callable[[int], None], haar_params=None, fps: float = 25.0
+) -> VideoPass:
     from facs.landmarks import LandmarkTracker
-    from facs.video import probe, read_frames
+    from facs.video import read_frames
 
-    info = probe(path)
     tracker = LandmarkTracker()
-    faces = []
+    faces, haar = [], [] if haar_params is not None else None
     h = w = 0
-    for frame in read_frames(path):
+    for i, frame in enumerate(read_frames(path)):
         h, w = frame.shape[:2]
         faces.append(tracker(frame))
-        if progress is not None:
-            progress(len(faces), total)
-    return VideoPass(path, info.fps, len(faces), w or info.width, h or info.height, faces)
+        if haar is not None and i % haar_params.every == 0:
+            from facs.face import detect_faces
+
+            haar.append(detect_faces(frame, haar_params))
+        tick(1)
+    return VideoPass(path, fps, len(faces), w, h, faces, haar, tick)
 
 
 def geometry_stream(vp: VideoPass, model: Model, spec: dict) -> np.ndarray:
@@ -172,6 +180,100 @@ def geometry_stream(vp: VideoPass, model: Model, spec: dict) -> np.ndarray:
     return _align(probs, clf.labels, model.labels)
 
 
+def _face_params(spec: dict):
+    from facs.face import FaceParams
+
+    return FaceParams.from_profile(dict(spec.get("input", {}).get("faces") or {}))
+
+
+def clip_crops(vp: VideoPass, spec: dict) -> np.ndarray | None:
+    """N x S x S x 3 masked face crops of the whole video in ONE box (the Haar rule of the
+    training data, facs.face), or None when Haar finds no face in the sampled frames."""
+    from facs.face import crop_face, merge_detections
+    from facs.video import read_frames
+
+    params = _face_params(spec)
+    key = ("crops", params.size, tuple(params.mask_axes), params.margin)
+    if key in vp.cache:
+        return vp.cache[key]
+    merged = merge_detections(vp.haar or [], params.margin)
+    crops = None
+    if merged is not None:
+        box = merged[0]
+        crops = np.zeros((vp.frames, params.size, params.size, 3), np.uint8)
+        for i, frame in enumerate(read_frames(vp.path)):
+            if i >= vp.frames:
+                break
+            crops[i] = crop_face(frame, box, params.size, True, tuple(params.mask_axes))
+            vp.tick(1)
+    vp.cache[key] = crops
+    return crops
+
+
+def _net(model: Model, name: str, spec: dict):
+    """The stream's deploy net with its weights and mean, loaded once per model."""
+    if name not in model.cache:
+        from facs.scores import load_mean, load_net
+
+        mean = spec.get("mean")
+        model.cache[name] = (load_net(spec["deploy"], spec["weights"]), load_mean(mean))
+    return model.cache[name]
+
+
+def _score(vp: VideoPass, model: Model, name: str, spec: dict, records) -> np.ndarray:
+    """Run the stream's net over N records (C x H x W uint8, made batch by batch)."""
+    from facs.scores import score_array
+
+    net, mean = _net(model, name, spec)
+    inp = spec.get("input", {})
+    out = []
+    for i in range(0, vp.frames, BATCH):
+        batch = np.stack([records(t) for t in range(i, min(i + BATCH, vp.frames))])
+        out.append(score_array(net, batch, inp.get("crop"), mean, float(inp.get("scale", 1.0))))
+        vp.tick(len(batch))
+    return np.concatenate(out)
+
+
+def spatial_stream(vp: VideoPass, model: Model, spec: dict) -> np.ndarray:
+    """The appearance net on each frame's crop (with the clip's median frame where the model
+    was trained with `reference: median`), as the LMDB stage built its records."""
+    from facs import augment
+
+    crops = clip_crops(vp, spec)
+    if crops is None:
+        vp.tick(vp.frames)
+        return np.zeros((vp.frames, len(model.labels)), np.float32)
+    median = augment.median_reference(crops)
+    ref = spec.get("input", {}).get("reference", "none") == "median"
+
+    def record(t: int) -> np.ndarray:
+        frame = augment.with_reference(crops[t], median) if ref else crops[t]
+        return frame.transpose(2, 0, 1)
+
+    return _score(vp, model, "spatial", spec, record)
+
+
+def flow_stream(vp: VideoPass, model: Model, spec: dict) -> np.ndarray:
+    """The flow net on each frame's stack of Farneback flows between face crops."""
+    from facs.flow import FlowParams, clip_flows, flow_stack
+
+    crops = clip_crops(vp, spec)
+    if crops is None:
+        vp.tick(vp.frames)
+        return np.zeros((vp.frames, len(model.labels)), np.float32)
+    inp = spec.get("input", {})
+    params = FlowParams.from_profile(dict(inp.get("flow") or {}))
+    stride = int(inp.get("stride", 1))
+    layout = str(inp.get("layout", "xy"))
+    key = ("flows", stride, params)
+    if key not in vp.cache:
+        vp.cache[key] = clip_flows(crops, stride, params)
+    flows = vp.cache[key]
+    return _score(
+        vp, model, "flow", spec, lambda t: flow_stack(flows, t, stride, layout, params.half)
+    )
+
+
 def _align(probs: np.ndarray, have: list[str], want: list[str]) -> np.ndarray:
     out = np.full((probs.shape[0], len(want)), np.nan, dtype=np.float32)
     pos = {c: i for i, c in enumerate(have)}
@@ -183,7 +285,11 @@ def _align(probs: np.ndarray, have: list[str], want: list[str]) -> np.ndarray:
 
 STREAMS: dict[str, Callable[[VideoPass, Model, dict], np.ndarray]] = {
     "geometry": geometry_stream,
+    "spatial": spatial_stream,
+    "flow": flow_stream,
 }
+CNN_STREAMS = ("spatial", "flow")
+BATCH = 64
 
 
 def _fuse(scores: dict[str, np.ndarray], spec: dict) -> np.ndarray:
@@ -237,9 +343,22 @@ def predict_video(
         )
     from facs.video import probe
 
-    total = probe(path).frames
-    vp = _first_pass(path, progress, total)
+    info = probe(path)
+    cnn = [s for s in names if s in CNN_STREAMS]
+    # progress in frames of work: the landmark pass, the crop pass, one pass per CNN stream
+    total = info.frames * (1 + (1 + len(cnn) if cnn else 0))
+    done = [0]
+
+    def tick(n: int) -> None:
+        done[0] += n
+        if progress is not None:
+            progress(min(done[0], total), total)
+
+    haar = _face_params(model.streams[cnn[0]]) if cnn else None
+    vp = _first_pass(path, tick, haar, info.fps)
     scores = {s: STREAMS[s](vp, model, model.streams[s]) for s in names}
+    if progress is not None:
+        progress(total, total)
     fused = _fuse(scores, {**model.fusion, "streams": names} if streams else model.fusion)
     face = np.array([f is not None for f in vp.faces], dtype=bool)
     fused[~face] = 0.0

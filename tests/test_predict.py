@@ -1,0 +1,203 @@
+"""facs.predict with CNN streams: a tiny model folder built from the quick deploy prototxts with
+random weights (no trained model needed), the same code path as `facs analyze` and the web demo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from facs.errors import FacsError
+from facs.predict import load_model, predict_video
+
+ROOT = Path(__file__).resolve().parents[1]
+LABELS = ["1", "4", "12", "14", "25"]  # AU14 has no geometry rule
+FACES = {
+    "every": 10,
+    "scale_factor": 1.1,
+    "min_neighbors": 5,
+    "min_size": 30,
+    "margin": 0.0,
+    "size": 72,
+    "mask_axes": [0.4, 0.5],
+}
+
+
+def _stream(folder: Path, template: str, channels: int, inp: dict, seed: int) -> dict:
+    from facs.caffe.io import write_prototxt
+    from facs.caffe.net import Net
+    from facs.train_streams import render_deploy
+
+    folder.mkdir(parents=True)
+    param = render_deploy(ROOT / "prototxt" / "quick" / template, channels, 64, len(LABELS))
+    write_prototxt(folder / "deploy.prototxt", param)
+    torch.manual_seed(seed)
+    Net(param, "TEST").save_caffemodel(folder / "weights.caffemodel")
+    np.save(folder / "mean.npy", np.full((channels, 72, 72), 100.0, np.float32))
+    return {
+        "deploy": f"{folder.name}/deploy.prototxt",
+        "weights": f"{folder.name}/weights.caffemodel",
+        "mean": f"{folder.name}/mean.npy",
+        "input": {
+            "channels": channels,
+            "size": 72,
+            "crop": 64,
+            "scale": 1.0,
+            "faces": FACES,
+            **inp,
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("models") / "tiny"
+    folder.mkdir()
+    spatial = _stream(
+        folder / "spatial",
+        "alexnet_finetune_deploy.prototxt",
+        6,
+        {"kind": "frame", "reference": "median"},
+        0,
+    )
+    flow = _stream(
+        folder / "flow",
+        "flownet_deploy.prototxt",
+        20,
+        {
+            "kind": "flow",
+            "stride": 3,
+            "layout": "xy",
+            "flow": {
+                "pyr_scale": 0.5,
+                "levels": 3,
+                "winsize": 15,
+                "iterations": 3,
+                "poly_n": 5,
+                "poly_sigma": 1.2,
+                "scale": 12.8,
+                "half": 5,
+            },
+        },
+        1,
+    )
+    spec = {
+        "name": "tiny",
+        "created": "2026-01-01T00:00:00+00:00",
+        "labels": LABELS,
+        "streams": {"spatial": spatial, "flow": flow, "geometry": {"method": "rules"}},
+        "fusion": {"method": "average", "streams": ["spatial", "flow", "geometry"]},
+        "thresholds": {c: 0.5 for c in LABELS},
+    }
+    (folder / "model.json").write_text(json.dumps(spec))
+    return folder
+
+
+def _head(src: Path, out: Path, n: int) -> Path:
+    """The first n frames of a clip as MJPG .avi (short clips keep the CNN tests fast)."""
+    import cv2
+
+    from facs.video import probe, read_frames
+
+    info = probe(src)
+    w = cv2.VideoWriter(
+        str(out), cv2.VideoWriter_fourcc(*"MJPG"), info.fps, (info.width, info.height)
+    )
+    for i, frame in enumerate(read_frames(src)):
+        if i == n:
+            break
+        w.write(frame)
+    w.release()
+    return out
+
+
+@pytest.fixture(scope="module")
+def short_clip(examples_dir, tmp_path_factory) -> Path:
+    """The first 30 frames of single_face.mp4."""
+    return _head(examples_dir / "single_face.mp4", tmp_path_factory.mktemp("clip") / "s.avi", 30)
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_model, short_clip) -> dict:
+    """predict_video with all streams (progress recorded) and with each stream alone."""
+    model = load_model(tiny_model)
+    seen: list = []
+    out = {"all": predict_video(short_clip, model, progress=lambda d, t: seen.append((d, t)))}
+    out["progress"] = seen
+    for s in ("spatial", "flow", "geometry"):
+        out[s] = predict_video(short_clip, model, [s])
+    return out
+
+
+def _probs(result: dict) -> np.ndarray:
+    return np.array([f["probs"] for f in result["per_frame"]])
+
+
+def test_all_streams_fused_per_frame(runs):
+    r = runs["all"]
+    assert r["streams"] == ["spatial", "flow", "geometry"] and r["labels"] == LABELS
+    probs = _probs(r)
+    assert probs.shape == (30, 5) and np.isfinite(probs).all()
+    assert (probs >= 0).all() and (probs <= 1).all()
+    seen = runs["progress"]
+    assert seen[-1][0] == seen[-1][1]
+    assert all(a <= b for (a, _), (b, _) in zip(seen, seen[1:], strict=False))
+    assert len(r["top5"]) == 5 and set(r["clip"]) == set(LABELS)
+
+
+def test_fusion_is_the_average_of_the_streams(runs):
+    one = {s: _probs(runs[s]) for s in ("spatial", "flow", "geometry")}
+    both = _probs(runs["all"])
+    j = LABELS.index("14")  # no geometry rule: the average of the CNN streams only
+    np.testing.assert_allclose(
+        both[:, j], (one["spatial"][:, j] + one["flow"][:, j]) / 2, atol=2e-4
+    )
+    j = LABELS.index("12")
+    np.testing.assert_allclose(both[:, j], sum(one[s][:, j] for s in one) / 3, atol=2e-4)
+    # the CNN streams see different inputs per frame: their outputs vary over the clip
+    assert one["spatial"].std(0).max() > 1e-4 and one["flow"].std(0).max() > 1e-4
+
+
+def test_spatial_stream_matches_the_lmdb_record_recipe(tiny_model, short_clip, runs):
+    """Frame t's input: crop (Haar clip box, mask) + (crop - clip median + 128), mean, crop."""
+    from facs import augment
+    from facs.face import FaceParams, crop_clip, detect_clip_box
+    from facs.scores import load_mean, load_net, score_array
+    from facs.video import read_all
+
+    frames = read_all(short_clip)
+    params = FaceParams.from_profile(FACES)
+    crops = crop_clip(frames, detect_clip_box(frames, 10, params).box, params)
+    med = augment.median_reference(crops)
+    recs = np.stack([augment.with_reference(c, med).transpose(2, 0, 1) for c in crops[:8]])
+    net = load_net(
+        tiny_model / "spatial/deploy.prototxt", tiny_model / "spatial/weights.caffemodel"
+    )
+    want = score_array(net, recs, 64, load_mean(tiny_model / "spatial/mean.npy"))
+    np.testing.assert_allclose(_probs(runs["spatial"])[:8], want, atol=2e-4)
+
+
+def test_no_face_gives_zero_everywhere(tiny_model, examples_dir, tmp_path):
+    clip = _head(examples_dir / "no_face.mp4", tmp_path / "n.avi", 20)
+    r = predict_video(clip, load_model(tiny_model), ["spatial", "flow"])
+    assert r["faces"] == 0 and r["top5"] == []
+    assert all(not f["face"] and max(f["probs"]) == 0 for f in r["per_frame"])
+
+
+def test_model_folder_errors(tmp_path):
+    with pytest.raises(FacsError, match="not a model folder"):
+        load_model(tmp_path)
+    (tmp_path / "model.json").write_text(
+        json.dumps(
+            {
+                "labels": ["1"],
+                "streams": {"spatial": {"deploy": "missing.prototxt", "weights": "w.caffemodel"}},
+            }
+        )
+    )
+    with pytest.raises(FacsError, match="missing.prototxt"):
+        load_model(tmp_path)
+    assert load_model("geometry").streams == {"geometry": {"method": "rules"}}
