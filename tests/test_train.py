@@ -55,8 +55,8 @@ def data_layers(phase: str, batch: int, transform: str) -> str:
     )
 
 
-def net_text(dropout: bool = True, random_transform: bool = True) -> str:
-    tr = "crop_size: 6 mirror: true" if random_transform else "crop_size: 6"
+def net_text(dropout: bool = True, random_transform: bool = True, batch: int = 4) -> str:
+    tr = "crop_size: 6 mirror: true" if random_transform else ""
     norm = "mean_value: 128 scale: 0.0078125"
     drop = (
         'layer { name: "drop1" type: "Dropout" bottom: "fc1" top: "fc1" '
@@ -66,7 +66,7 @@ def net_text(dropout: bool = True, random_transform: bool = True) -> str:
     )
     return (
         'name: "tiny"\n'
-        + data_layers("TRAIN", 4, f"transform_param {{ {tr} {norm} }}")
+        + data_layers("TRAIN", batch, f"transform_param {{ {tr} {norm} }}")
         + data_layers("TEST", 5, f"transform_param {{ crop_size: 6 {norm} }}")
         + textwrap.dedent(f"""
         layer {{ name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
@@ -137,6 +137,20 @@ def test_caffe_update_through_lr_mult_and_decay_mult(work):
     got = blobs_of(final)
     for b in net.learnable:
         np.testing.assert_allclose(got[b.layer][b.index], b.param.detach().numpy(), atol=1e-6)
+
+
+def test_iter_size_accumulates_like_a_bigger_batch(work):
+    """iter_size 2 x batch 4 == iter_size 1 x batch 8 (same records, loss normalised by batch)."""
+    (work / "b8.prototxt").write_text(net_text(False, False, batch=8))
+    finals = []
+    for name, net, iter_size in (("i2", "plain.prototxt", 2), ("b8", "b8.prototxt", 1)):
+        s = work / f"{name}_solver.prototxt"
+        s.write_text(solver_text(net, f"snap/{name}", max_iter=3, iter_size=iter_size,
+                                 test_iter=None, test_interval=None, snapshot=None))  # fmt: skip
+        finals.append(blobs_of(train(s, log=False)))
+    for layer, arrays in finals[0].items():
+        for x, y in zip(arrays, finals[1][layer], strict=True):
+            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7, err_msg=layer)
 
 
 def test_frozen_blobs_bit_identical_and_resume_is_exact(work):
