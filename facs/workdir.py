@@ -100,14 +100,15 @@ def _init_worker() -> None:
 
 
 def parallel_map(
-    func: Callable, items: Iterable, workers: int, desc: str, total: int | None = None
+    func: Callable, items: Iterable, workers: int, desc: str, unit: str = "clip"
 ) -> Iterator:
     """func(item) for every item, results in completion order, with a tqdm bar.
 
     workers <= 1 runs in this process (easier to debug, no pickling)."""
     items = list(items)
-    total = len(items) if total is None else total
-    bar = tqdm(total=total, desc=desc, unit="clip", dynamic_ncols=True, leave=True)
+    if not items:
+        return
+    bar = tqdm(total=len(items), desc=desc, unit=unit, dynamic_ncols=True, leave=True)
     try:
         if workers <= 1 or len(items) <= 1:
             for item in items:
