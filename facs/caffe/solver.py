@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -36,41 +37,53 @@ def read_solver(path: Path) -> caffe_pb2.SolverParameter:
     return read_solver_prototxt(path)
 
 
-def _read_net(path: Path, what: str) -> caffe_pb2.NetParameter:
-    from facs.caffe.io import read_net_prototxt
+class NetSource(NamedTuple):
+    """A net of a solver: its NetParameter, the folder its relative paths start from, and the
+    file (with the line of each layer) that errors name."""
+
+    param: caffe_pb2.NetParameter
+    base_dir: Path
+    source: Path
+    lines: list[int] | None
+
+    def build(self, phase: str):
+        from facs.caffe.net import Net
+
+        return Net(self.param, phase, base_dir=self.base_dir, source=self.source,
+                   lines=self.lines)  # fmt: skip
+
+
+def _read_net(path: Path, what: str) -> NetSource:
+    from facs.caffe.io import layer_lines, read_net_prototxt
 
     if not path.exists():
         raise FacsError(f"{what}: net file {path} does not exist")
-    return read_net_prototxt(path)
+    lines = layer_lines(path.read_text(encoding="utf-8"))
+    return NetSource(read_net_prototxt(path), path.parent, path, lines)
 
 
 def net_params(sp: caffe_pb2.SolverParameter, solver_path: Path):
-    """(train NetParameter, its base dir, [(test NetParameter, base dir), ...]) of a solver."""
+    """(train NetSource, [test NetSource, ...]) of a solver; paths relative to the solver."""
     base = solver_path.parent
     what = str(solver_path)
     given = [sp.HasField(f) for f in ("net", "net_param", "train_net", "train_net_param")]
     if sum(given) != 1:
         raise FacsError(f"{what}: give exactly one of net, net_param, train_net, train_net_param")
     if sp.HasField("net") or sp.HasField("train_net"):
-        p = _resolve(sp.net or sp.train_net, base)
-        train, train_dir = _read_net(p, what), p.parent
+        train = _read_net(_resolve(sp.net or sp.train_net, base), what)
     else:
-        train = sp.net_param if sp.HasField("net_param") else sp.train_net_param
-        train_dir = base
-    tests: list[tuple[caffe_pb2.NetParameter, Path]] = []
-    for t in sp.test_net:
-        p = _resolve(t, base)
-        tests.append((_read_net(p, what), p.parent))
-    for t in sp.test_net_param:
-        tests.append((t, base))
+        param = sp.net_param if sp.HasField("net_param") else sp.train_net_param
+        train = NetSource(param, base, solver_path, None)
+    tests = [_read_net(_resolve(t, base), what) for t in sp.test_net]
+    tests += [NetSource(t, base, solver_path, None) for t in sp.test_net_param]
     # A single `net` doubles as the test net (TEST phase), once per test_iter entry.
     if not tests and (sp.HasField("net") or sp.HasField("net_param")):
-        tests = [(train, train_dir)] * len(sp.test_iter)
+        tests = [train] * len(sp.test_iter)
     if len(sp.test_iter) != len(tests):
         raise FacsError(f"{what}: {len(sp.test_iter)} test_iter for {len(tests)} test nets")
     if tests and sp.test_interval <= 0:
         tests = []  # Caffe: no test_interval, no testing
-    return train, train_dir, tests
+    return train, tests
 
 
 def _dist() -> tuple[int, int]:
@@ -88,8 +101,6 @@ class Solver:
 
     def __init__(self, solver_path: str | Path, device: str = "cpu", seed: int | None = None,
                  log: bool = True, log_path: Path | None = None):  # fmt: skip
-        from facs.caffe.net import Net
-
         self.path = Path(solver_path)
         what = str(self.path)
         self.sp = sp = read_solver(self.path)
@@ -109,8 +120,8 @@ class Solver:
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise FacsError("--device cuda: no CUDA device is available here")
         torch.manual_seed(seed)  # fillers, and the base seed of the Data layers
-        train, train_dir, tests = net_params(sp, self.path)
-        self.net = Net(train, "TRAIN", base_dir=train_dir).to(self.device)
+        train, tests = net_params(sp, self.path)
+        self.net = train.build("TRAIN").to(self.device)
         # Unique learnable blobs (a shared ParamSpec name gives one tensor several entries).
         self.blobs, seen = [], set()
         for b in self.net.learnable:
@@ -123,8 +134,8 @@ class Solver:
         self.train_data = list(self.net.data_layers)
         self.test_nets = []
         if self.rank == 0:  # as in Caffe's multi-GPU training, only the root solver tests
-            for k, (tp, tdir) in enumerate(tests):
-                tnet = Net(tp, "TEST", base_dir=tdir).to(self.device).eval()
+            for k, spec in enumerate(tests):
+                tnet = spec.build("TEST").to(self.device).eval()
                 self._share_weights(tnet)
                 self.test_nets.append((tnet, int(sp.test_iter[k]), list(tnet.data_layers)))
         self.model = self.net
@@ -187,6 +198,7 @@ class Solver:
         if not path.exists():
             raise FacsError(f"{path}: solver state does not exist")
         state = read_solverstate(path)
+        self.log.append = True
         if len(state.history) != len(self.history):
             raise FacsError(f"{path}: {len(state.history)} history blobs, "
                             f"the net has {len(self.history)} learnable blobs")  # fmt: skip

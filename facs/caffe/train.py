@@ -46,11 +46,13 @@ def train(
         raise FacsError("give --weights or --resume, not both")
     device = _init_distributed(device)
     solver = Solver(solver_path, device=device, seed=seed, log=log)
+    if resume is not None:
+        solver.restore(resume)  # first, so the log and CSV of the resumed run are continued
     solver.log.line(f"facs train: solver {solver_path}, device {device}, seed {solver.seed}, "
                     f"{solver.world} process(es)")  # fmt: skip
     if weights is not None:
         solver.load_weights(weights)
-    return solver.solve(resume=resume)
+    return solver.solve()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

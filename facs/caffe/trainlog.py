@@ -19,32 +19,43 @@ class TrainLog:
         self.enabled = enabled
         self.stream = stream if stream is not None else sys.stdout
         self.start = time.perf_counter()
+        self.log_path, self.csv_path = log_path, csv_path
+        self.append = append  # a resumed run continues the files of the run it resumes
         self._log = self._csv = None
         self._writer = None
-        if not enabled:
-            return
-        mode = "a" if append else "w"
-        if log_path is not None:
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._log = open(log_path, mode, encoding="utf-8")  # noqa: SIM115
-        if csv_path is not None:
-            csv_path.parent.mkdir(parents=True, exist_ok=True)
-            fresh = not (append and csv_path.exists() and csv_path.stat().st_size)
-            self._csv = open(csv_path, mode, encoding="utf-8", newline="")  # noqa: SIM115
+        self._opened = False
+
+    def _open(self) -> None:
+        """Open the files at the first write (so `append` can still be set before it)."""
+        self._opened = True
+        mode = "a" if self.append else "w"
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = open(self.log_path, mode, encoding="utf-8")  # noqa: SIM115
+        if self.csv_path is not None:
+            self.csv_path.parent.mkdir(parents=True, exist_ok=True)
+            p = self.csv_path
+            fresh = not (self.append and p.exists() and p.stat().st_size)
+            self._csv = open(p, mode, encoding="utf-8", newline="")  # noqa: SIM115
             self._writer = csv.writer(self._csv)
             if fresh:
                 self._writer.writerow(CSV_FIELDS)
-        self.log_path, self.csv_path = log_path, csv_path
 
     def line(self, text: str) -> None:
         if not self.enabled:
             return
+        if not self._opened:
+            self._open()
         print(text, file=self.stream, flush=True)
         if self._log is not None:
             self._log.write(text + "\n")
             self._log.flush()
 
     def row(self, iteration: int, phase: str, output: str, value: float, lr: float | None):
+        if not self.enabled:
+            return
+        if not self._opened:
+            self._open()
         if self._writer is None:
             return
         seconds = round(time.perf_counter() - self.start, 3)
