@@ -304,7 +304,7 @@ def run(args: argparse.Namespace) -> int:
     params = FaceParams.from_profile(section(profile, "faces"))
     print(describe(profile, "faces"))
     index = load_index(work)
-    root = data_root(index, args.data)
+    root = data_root(index, work, args.data)
     clips = index["clips"]
     fp = params.fingerprint()
     todo = [c for c in clips if args.force or not clip_done(work, c["id"], fp)]

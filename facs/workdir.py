@@ -70,13 +70,15 @@ def load_split(work: Path) -> dict:
     return split
 
 
-def data_root(index: dict, override: Path | None = None) -> Path:
+def data_root(index: dict, work: Path, override: Path | None = None) -> Path:
+    """The corpus root: --data, else index.json's root (relative: to the index's folder)."""
     if override is not None:
         return Path(override)
     root = index.get("root")
     if not root:
-        raise FacsError('index.json: no "root" (pass --data)')
-    return Path(root)
+        raise FacsError(f"{Path(work) / 'index.json'}: no \"root\" (pass --data)")
+    root = Path(root)
+    return root if root.is_absolute() else (Path(work) / root).resolve()
 
 
 def clip_parts(index: dict, split: dict) -> dict[str, list[dict]]:

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Stage 05: bootstrapping, per-channel means and Caffe LMDB pairs per config/part/stream -> WORK/lmdb/
-#   DATA=data/synth WORK=work/quick PROFILE=quick WORKERS=2 ./scripts/05_lmdb.sh
+#   WORK=work/quick PROFILE=quick WORKERS=2 ./scripts/05_lmdb.sh
 # Work already done (same settings, same inputs) is skipped; only missing or stale items are redone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ -z "${VIRTUAL_ENV:-}" && -x .venv/bin/python ]]; then source .venv/bin/activate; fi
-DATA="${DATA:-data/synth}"
+# DATA is not needed here: the stage reads WORK only.
 PROFILE="${PROFILE:-quick}"
 WORK="${WORK:-work/${PROFILE}}"
 facs lmdb --profile "${PROFILE}" --work "${WORK}" --workers "${WORKERS:-2}"

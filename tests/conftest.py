@@ -23,3 +23,21 @@ def small_corpus(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synth") / "corpus"
     generate(root, subjects=8, clips_per_subject=2, seed=0)
     return root
+
+
+@pytest.fixture(scope="session")
+def small_work(small_corpus, tmp_path_factory) -> Path:
+    """WORK of `small_corpus` after index, split, faces, flow and lmdb with the quick profile
+    (WORK/faces, WORK/flow/s1|s3, WORK/lmdb/{faithful,best}/...; docs/formats.md §4-6)."""
+    from facs.cli import main
+    from facs.datasets.index import build_index, write_index
+    from facs.split import make_split
+    from facs.workdir import write_json
+
+    work = tmp_path_factory.mktemp("work") / "quick"
+    index = build_index(small_corpus, mode="span", progress=False)
+    write_index(index, work / "index.json")
+    write_json(work / "split.json", make_split(index, seed=0))
+    for stage in ("faces", "flow", "lmdb"):
+        assert main([stage, "--profile", "quick", "--work", str(work)]) == 0, stage
+    return work
