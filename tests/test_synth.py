@@ -186,3 +186,61 @@ def test_each_au_changes_its_own_region(au: str):
         # clearly visible on a 64x64 crop of the face: many pixels change by > 20 levels
         changed = int((np.abs(_crop64(apex, d) - _crop64(neutral, d)) > 20).sum())
         assert changed >= 12, (au, subject, changed)
+
+
+def _ridge_f1(x: np.ndarray, y: np.ndarray, train: np.ndarray) -> float:
+    """Macro F1 on the test subjects of a ridge classifier (one linear map for all labels,
+    per-label thresholds chosen on the training subjects)."""
+    from sklearn.linear_model import Ridge
+    from sklearn.metrics import f1_score
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(x[train])
+    xtr, xte = scaler.transform(x[train]), scaler.transform(x[~train])
+    model = Ridge(alpha=1000.0).fit(xtr, y[train].astype(float))
+    ptr, pte = model.predict(xtr), model.predict(xte)
+    scores = []
+    for k in range(y.shape[1]):
+        if not y[~train, k].any() or not y[train, k].any():
+            continue
+        cands = np.quantile(ptr[:, k], np.linspace(0.5, 0.995, 40))
+        th = max(cands, key=lambda t: f1_score(y[train, k], ptr[:, k] > t))
+        scores.append(f1_score(y[~train, k], pte[:, k] > th))
+    return float(np.mean(scores))
+
+
+def test_global_cues_carry_no_labels_but_local_pixels_do(tmp_path: Path):
+    """Brightness, frame index, clip length and face placement predict nothing (macro F1 near
+    the chance level of a classifier that guesses), while the same simple classifier on the
+    pixels of the face crop (minus the clip's neutral start) clearly detects the AUs."""
+    root = generate(tmp_path / "c", subjects=18, clips_per_subject=2, seed=5, progress=False)
+    glob, local, labels, subjects = [], [], [], []
+    for folder, name in _clips(root):
+        truth = _truth(folder, name)
+        n = truth["frames"]
+        frames = read_all(folder / f"{name}.avi")
+        x, y, w, h = truth["face_box"][0]  # one crop for the whole clip, as the pipeline does
+        side, cx, cy = max(w, h), x + w / 2, y + h / 2
+        m = np.float32([[16 / side, 0, 8 - cx * 16 / side], [0, 16 / side, 8 - cy * 16 / side]])
+        grays = [
+            cv2.GaussianBlur(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), (0, 0), side / 32) for f in frames
+        ]
+        crops = np.stack([cv2.warpAffine(g, m, (16, 16)) for g in grays]).astype(np.float32)
+        neutral = crops[:8].mean(axis=0)
+        for i, frame in enumerate(frames):
+            bx, by, bw, _ = truth["face_box"][i]  # the height grows with a dropped jaw: left out
+            glob.append([frame.mean(), frame.std(), i, i / n, n, bx, by, bw])
+            local.append((crops[i] - neutral).ravel())
+            labels.append([truth["aus"].get(au, [0.0] * n)[i] > 0 for au in AUS])
+            subjects.append(int(truth["subject"]))
+    glob, local, y, subjects = map(np.array, (glob, local, labels, subjects))
+    train = subjects <= 12
+    prevalence = y[~train].mean(axis=0)
+    used = prevalence > 0
+    chance = float(np.mean(2 * prevalence[used] / (1 + prevalence[used])))  # "all positive"
+    f1_global, f1_local = _ridge_f1(glob, y, train), _ridge_f1(local, y, train)
+    print(
+        f"macro F1: global cues {f1_global:.3f}, chance {chance:.3f}, local pixels {f1_local:.3f}"
+    )
+    assert f1_global <= chance + 0.05
+    assert f1_local >= 0.35 and f1_local >= f1_global + 0.25

@@ -125,7 +125,7 @@ class FaceCanvas:
     def render(self, au: dict[str, float]) -> tuple[np.ndarray, float]:
         """Canvas image (uint8 BGRA) and the jaw drop (canvas units)."""
         g = au.get
-        jaw = 11.0 * g("26", 0.0) + 16.0 * g("27", 0.0)
+        jaw = 12.0 * g("26", 0.0) + 16.0 * g("27", 0.0)
         if jaw > 0.05:  # the lower face slides down, stretching between mouth and chin
             map_y = self._yy - jaw * self._jaw_w
             img = cv2.remap(
@@ -264,8 +264,8 @@ class FaceCanvas:
         a9, a12, a15, a17 = g("9", 0.0), g("12", 0.0), g("15", 0.0), g("17", 0.0)
         a20, a25, a27 = g("20", 0.0), g("25", 0.0), g("27", 0.0)
         my = d.mouth_y
-        half = d.mouth_w * (1 + 0.25 * a12 + 0.6 * a20 - 0.05 * a15 - 0.2 * a27)
-        cy = my - 7.0 * a12 + 6.5 * a15 + 0.8 * a20
+        half = d.mouth_w * (1 + 0.3 * a12 + 0.7 * a20 - 0.05 * a15 - 0.2 * a27)
+        cy = my - 8.5 * a12 + 8.0 * a15 + 0.8 * a20
         gap = max(a25 * (5.0 + 0.7 * jaw), 14.0 * a27)
         lo_shift = 0.35 * jaw if gap < 0.3 else 0.0  # jaw drop with lips still together
         thin = 1 - 0.45 * a20
