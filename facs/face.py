@@ -2,7 +2,8 @@
 
 Detection (the original work's settings, DESIGN.md §5): OpenCV's `haarcascade_frontalface_alt`
 (scaleFactor 1.1, minNeighbors 5, minSize 30) on the histogram-equalised grey frame, every
-`every`-th frame (0, every, 2*every, ...).
+`every`-th frame (0, every, 2*every, ...). Frames larger than `detect_max_side` (640) are shrunk
+for detection only (MMI's 720x576 barely; phone video a lot), boxes scaled back.
 
 Merge rule (one box per clip, "the most frequent enclosing box"): detections of the sampled
 frames are grouped into tracks — a detection joins the track whose median box it overlaps most
@@ -53,6 +54,7 @@ class FaceParams:
     margin: float = 0.0
     size: int = 72
     mask_axes: tuple[float, float] = (0.4, 0.5)
+    detect_max_side: int = 640  # larger frames are shrunk for detection only (speed)
 
     @classmethod
     def from_profile(cls, faces: dict) -> FaceParams:
@@ -97,8 +99,16 @@ def cascade() -> cv2.CascadeClassifier:
 
 
 def detect_faces(frame: np.ndarray, params: FaceParams = FaceParams()) -> list[Box]:
-    """All Haar detections in one BGR (or grey) frame."""
+    """All Haar detections in one BGR (or grey) frame, in the frame's pixels.
+
+    A frame whose larger side exceeds `detect_max_side` is shrunk to it first (minSize then
+    applies to the shrunk frame) and the boxes are scaled back."""
     grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
+    scale = 1.0
+    side = max(grey.shape[:2])
+    if params.detect_max_side and side > params.detect_max_side:
+        scale = params.detect_max_side / side
+        grey = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     grey = cv2.equalizeHist(grey)
     found = cascade().detectMultiScale(
         grey,
@@ -106,7 +116,7 @@ def detect_faces(frame: np.ndarray, params: FaceParams = FaceParams()) -> list[B
         minNeighbors=params.min_neighbors,
         minSize=(params.min_size, params.min_size),
     )
-    return [tuple(int(v) for v in b) for b in found]
+    return [tuple(int(round(v / scale)) for v in b) for b in found]
 
 
 def iou(a: Box, b: Box) -> float:
