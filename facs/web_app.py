@@ -27,6 +27,7 @@ import math
 import os
 import secrets
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -34,15 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from facs.errors import FacsError
-from facs.web_jobs import AnalysisPool, Job, JobError, PoolFull
-from facs.web_media import (
-    EXAMPLE_ID,
-    MediaError,
-    browser_playable,
-    check_upload,
-    list_examples,
-    warm_cache,
-)
+from facs.web_jobs import AnalysisPool, Job, PoolFull
+from facs.web_media import EXAMPLE_ID, browser_playable, list_examples, warm_cache
+from facs.web_worker import WorkerProcesses
 
 WEB_DIR = Path(__file__).resolve().parents[1] / "web"
 MODELS_DIR = Path("models")
@@ -121,13 +116,15 @@ def create_app(
     upload_dir: Path | None = None,
     cache_dir: Path | None = None,
     warm_examples: bool = True,
+    warm_workers: bool = True,
 ):
     """The Flask app. `model` is a model folder or name (default: find_default_model()).
 
     Uploads go to `upload_dir` (default: a private temp folder removed at exit) under
     server-generated names and are deleted after analysis; transcoded example clips are
-    cached in `cache_dir` (default: facs' cache folder), in a background thread at start
-    when `warm_examples`.
+    cached in `cache_dir` (default: facs' cache folder). `warm_examples` transcodes the
+    examples and `warm_workers` starts the worker processes (each loads the model) right away,
+    in the background. `close_app(app)` stops the worker processes.
     """
     from flask import Flask, jsonify, request, send_file, send_from_directory
     from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -160,6 +157,9 @@ def create_app(
     app = Flask("facs.web_app", static_folder=str(WEB_DIR / "static"), static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 1024 * 1024)
     pool = AnalysisPool(workers=workers, queue=queue)
+    procs = WorkerProcesses(source, workers, pool.get)
+    if warm_workers:
+        procs.warm()
     durations: list[float] = []  # recent analysis times, for Retry-After
     started = time.time()
     if warm_examples:
@@ -176,6 +176,7 @@ def create_app(
         "model_info": model_info,
         "upload_dir": upload_dir,
         "limits": {"max_upload_mb": max_upload_mb, "max_seconds": max_seconds},
+        "close": lambda: (procs.close(), pool.shutdown()),
     }
 
     def error(status: int, message: str, **headers):
@@ -191,35 +192,9 @@ def create_app(
         return str(max(1, min(60, math.ceil(typical))))
 
     def analyse(job: Job, path: Path, display_name: str, limit: float) -> dict:
-        """Check the clip by decoding it, then predict (runs on a pool worker)."""
+        """Runs on a pool thread, which waits for a worker process to do the analysis."""
         t0 = time.time()
-        job.stage = "checking the video"
-        try:
-            check = check_upload(path, limit)
-        except MediaError as exc:
-            raise JobError(exc.status, exc.message) from None
-        job.stage, job.progress = "analysing frames", 0.02
-
-        def progress(done: int, total: int | None = None) -> None:
-            total = total or check.frames or 1
-            job.progress = max(job.progress, min(0.99, 0.02 + 0.97 * done / total))
-
-        try:
-            result = predict.predict_video(path, loaded, progress=progress)
-        except FacsError as exc:
-            raise JobError(422, str(exc).replace(str(path), "the video")) from None
-        result = dict(result)
-        frames = result.get("per_frame") or []
-        if len(check.times) == len(frames):
-            # Presentation timestamps, not index/fps: a browser's recording has a variable
-            # frame rate, and the page seeks its <video> by these times.
-            for f, t in zip(frames, check.times, strict=True):
-                f["time"] = round(t, 6)
-        if frames and not any(f.get("face") for f in frames):
-            result.setdefault("message", "no face was found in any frame of this video")
-        result["video"] = display_name  # never the server's own file name
-        result["model"] = model_info["name"]
-        result["elapsed_s"] = round(time.time() - t0, 3)
+        result = procs.run(job, path, display_name, limit)
         durations.append(time.time() - t0)
         del durations[:-32]
         return result
@@ -355,6 +330,11 @@ def create_app(
 # Serving
 
 
+def close_app(app) -> None:
+    """Stop the app's analysis worker processes and threads."""
+    app.extensions["facs"]["close"]()
+
+
 def make_server(app, host: str = "127.0.0.1", port: int = 9000, threads: int | None = None):
     """A waitress server for `app` (port 0 picks a free port: see `server.effective_port`).
 
@@ -380,9 +360,12 @@ def make_server(app, host: str = "127.0.0.1", port: int = 9000, threads: int | N
 
 
 class BackgroundServer:
-    """Run a waitress server in a thread (tests, benchmarks): `with BackgroundServer(app) as s:`."""
+    """Run a waitress server in a thread (tests, benchmarks): `with BackgroundServer(app) as s:`.
 
-    def __init__(self, app, host: str = "127.0.0.1", port: int = 0):
+    Leaving the block stops the server and, unless `close=False`, the app's workers."""
+
+    def __init__(self, app, host: str = "127.0.0.1", port: int = 0, close: bool = True):
+        self.app, self._close_app = app, close
         self.server = make_server(app, host, port)
         self.url = f"http://{host}:{self.server.effective_port}"
         self._closing = False
@@ -404,6 +387,12 @@ class BackgroundServer:
         self.server.task_dispatcher.shutdown(timeout=5)
         self.server.close()
         self._thread.join(timeout=5)
+        if self._close_app:
+            close_app(self.app)
+
+
+def _stop_on_sigterm(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -425,12 +414,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="analyses that may wait for a worker before the server answers 503 (default 2)",
     )
     parser.add_argument(
-        "--max-upload-mb", type=float, default=DEFAULTS["max_upload_mb"], help="upload limit"
+        "--max-upload-mb",
+        type=float,
+        default=DEFAULTS["max_upload_mb"],
+        help="largest upload in MB; larger ones get 413 (default 64)",
     )
     parser.add_argument(
-        "--max-seconds", type=float, default=DEFAULTS["max_seconds"], help="clip length limit"
+        "--max-seconds",
+        type=float,
+        default=DEFAULTS["max_seconds"],
+        help="longest uploaded clip in seconds; longer ones get 422 (default 30)",
     )
-    parser.add_argument("--data", default="data/synth", help="synthetic corpus for the examples")
+    parser.add_argument(
+        "--data", default="data/synth", help="synthetic corpus whose clips the page offers"
+    )
+    for action in parser._actions:  # the CLI's shared --debug means more here
+        if "--debug" in action.option_strings:
+            action.help = "Flask's debug server with tracebacks instead of waitress (not for use)"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -463,10 +463,14 @@ def run(args: argparse.Namespace) -> int:
         return 0
     server = make_server(app, args.host, args.port)
     print(f"facs serve: http://{args.host}:{server.effective_port}/  (Ctrl-C stops)")
+    # A service manager stops us with SIGTERM: leave through the same path as Ctrl-C, so that
+    # the private upload folder is removed (atexit).
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         server.run()
     except KeyboardInterrupt:
         pass
     finally:
         server.close()
+        close_app(app)
     return 0

@@ -139,6 +139,9 @@ class JobError(Exception):
     """A failure to report with an HTTP status (e.g. 422 for a broken video)."""
 
     def __init__(self, status: int, message: str):
-        super().__init__(message)
+        super().__init__(status, message)  # both in args: it pickles across processes
         self.status = status
         self.message = message
+
+    def __str__(self) -> str:
+        return self.message

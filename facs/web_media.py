@@ -95,7 +95,7 @@ def check_upload(path: Path, max_seconds: float) -> ClipCheck:
         raise MediaError(415, "not a video: no known video container in the upload") from None
     with container:
         if not container.streams.video:
-            raise MediaError(415, f"not a video: the {container.format.name} file has no video")
+            raise MediaError(415, "not a video: the upload holds no video stream")
         if container.format.name in _STILL_FORMATS or container.format.name.endswith("_pipe"):
             raise MediaError(415, "not a video: a still image")
         stream = container.streams.video[0]

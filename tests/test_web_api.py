@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 import pytest
 from web_helpers import cut_clip
 
-from facs.web_app import BackgroundServer, create_app
+from facs.web_app import BackgroundServer, close_app, create_app
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,8 @@ def app_dirs(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def client(app_dirs, small_corpus, examples_dir):
+def app(app_dirs, small_corpus, examples_dir):
+    """One app for the module (2 worker processes, 2 waiting): test client and live server."""
     uploads, cache = app_dirs
     app = create_app(
         "geometry",
@@ -64,6 +65,12 @@ def client(app_dirs, small_corpus, examples_dir):
         cache_dir=cache,
         warm_examples=False,
     )
+    yield app
+    close_app(app)
+
+
+@pytest.fixture(scope="module")
+def client(app):
     return app.test_client()
 
 
@@ -223,23 +230,12 @@ def _post_raw(url: str, path: Path) -> tuple[int, dict, dict]:
     return resp.status, dict(resp.getheaders()), json.loads(data)
 
 
-def test_20_concurrent_requests_are_bounded(clips, tmp_path, examples_dir):
-    """20 clients at once on loopback, 2 workers + 1 waiting: every answer is a correct result
+def test_20_concurrent_requests_are_bounded(app, clips, app_dirs):
+    """20 clients at once on loopback, 2 workers + 2 waiting: every answer is a correct result
     or a 503 with Retry-After; nothing is left in the upload folder."""
-    uploads = tmp_path / "uploads"
-    app = create_app(
-        "geometry",
-        workers=2,
-        queue=1,
-        synth_root=None,
-        real_dir=examples_dir,
-        upload_dir=uploads,
-        cache_dir=tmp_path / "cache",
-        warm_examples=False,
-    )
     results: list = [None] * 20
     barrier = threading.Barrier(20)
-    with BackgroundServer(app) as srv:
+    with BackgroundServer(app, close=False) as srv:
 
         def client(i: int) -> None:
             barrier.wait()
@@ -261,7 +257,7 @@ def test_20_concurrent_requests_are_bounded(clips, tmp_path, examples_dir):
     for _, headers, body in busy:
         assert int(headers["Retry-After"]) >= 1 and "busy" in body["error"]
     assert health["pool"]["running"] == 0
-    assert list(uploads.iterdir()) == []
+    assert list(app_dirs[0].iterdir()) == []
 
 
 def _get(url: str) -> bytes:

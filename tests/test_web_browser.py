@@ -22,7 +22,7 @@ def server(tmp_path_factory, examples_dir):
     tmp = tmp_path_factory.mktemp("web-browser")
     app = create_app(
         "geometry",
-        workers=2,
+        workers=1,  # one analysis at a time is all a browser asks for
         queue=2,
         max_seconds=12,
         synth_root=None,
