@@ -103,7 +103,8 @@ def test_pooled_size_rounds_up_like_caffe():
 
 @pytest.mark.parametrize("method", ["MAX", "AVE"])
 @pytest.mark.parametrize(
-    ("size", "k", "s", "p"), [(6, 3, 2, 0), (7, 3, 2, 1), (5, 2, 2, 1), (8, 4, 3, 2)]
+    ("size", "k", "s", "p"),
+    [(6, 3, 2, 0), (7, 3, 2, 1), (5, 2, 2, 1), (8, 4, 3, 2), (9, 3, 2, 2), (7, 2, 3, 1)],
 )
 def test_pooling_matches_caffe_loops(method, size, k, s, p):
     x = np.random.default_rng(size * 10 + k).normal(size=(2, 3, size, size + 1)).astype(np.float32)

@@ -188,6 +188,14 @@ def pooled_size(size: int, kernel: int, stride: int, pad: int, ceil: bool) -> in
     return out
 
 
+def _torch_pooled_size(size: int, kernel: int, stride: int, pad: int) -> int:
+    """PyTorch's ceil-mode output size (aten pooling_output_shape)."""
+    out = (size + 2 * pad - kernel + stride - 1) // stride + 1
+    if (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
 class Pooling(Layer):
     n_tops = (1, 1)
 
@@ -254,12 +262,25 @@ class Pooling(Layer):
                 ]
                 for i in (0, 1)
             ]
-            self._geoms[(h, w)] = (out, extra, div)
+            # PyTorch's own ceil-mode pooling computes the same windows and AVE divisors
+            # (its code descends from Caffe's) whenever it agrees on the output size and
+            # allows the pad; it is faster than padding a copy of the input.
+            native = self.ceil and all(
+                2 * self.pad[i] <= self.kernel[i]
+                and _torch_pooled_size(size[i], self.kernel[i], self.stride[i], self.pad[i])
+                == out[i]
+                for i in (0, 1)
+            )
+            self._geoms[(h, w)] = (out, extra, div, native)
         return self._geoms[(h, w)]
 
     def forward(self, x):
-        (oh, ow), (eh, ew), divisors = self.geometry(x.shape[2], x.shape[3])
+        (oh, ow), (eh, ew), divisors, native = self.geometry(x.shape[2], x.shape[3])
         ph, pw = self.pad
+        if native:
+            if self.method == caffe_pb2.PoolingParameter.MAX:
+                return [F.max_pool2d(x, self.kernel, self.stride, self.pad, ceil_mode=True)]
+            return [F.avg_pool2d(x, self.kernel, self.stride, self.pad, ceil_mode=True)]
         if self.method == caffe_pb2.PoolingParameter.MAX:
             xp = F.pad(x, (pw, ew, ph, eh), value=-math.inf) if (ph or pw or eh or ew) else x
             y = F.max_pool2d(xp, self.kernel, self.stride)
@@ -284,15 +305,13 @@ class LRN(Layer):
 
     def forward(self, x):
         half = (self.size - 1) // 2
-        sq = x * x
         if self.across:
-            # scale = k + alpha/n * sum of squares over n neighbouring channels (zero-padded).
-            s = F.pad(sq.unsqueeze(1), (0, 0, 0, 0, half, half))
-            mean = F.avg_pool3d(s, (self.size, 1, 1), stride=1).squeeze(1)
-            scale = self.k + self.alpha * mean
+            # Caffe: x / (k + alpha/n * sum of squares over n neighbouring channels)^beta, which
+            # for odd n is exactly torch's local_response_norm.
+            return [F.local_response_norm(x, self.size, self.alpha, self.beta, self.k)]
         else:
             # Caffe's WITHIN_CHANNEL: (1 + alpha * mean over an n x n window)^-beta; k unused.
-            mean = F.avg_pool2d(sq, self.size, stride=1, padding=half, count_include_pad=True)
+            mean = F.avg_pool2d(x * x, self.size, stride=1, padding=half, count_include_pad=True)
             scale = 1.0 + self.alpha * mean
         return [x * scale.pow(-self.beta)]
 
