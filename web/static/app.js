@@ -130,6 +130,9 @@ async function loadExamples() {
 }
 
 function analyseExample(ex) {
+  if (state.busy) return;
+  document.querySelectorAll(".example-card").forEach((c) =>
+    c.classList.toggle("active", c.dataset.id === ex.id));
   setVideoSource(ex.video_url, false);
   submit(`/api/examples/${encodeURIComponent(ex.id)}?async=1`, null, ex.title);
 }
@@ -151,6 +154,7 @@ dz.addEventListener("drop", (e) => {
 });
 
 function analyseFile(file, name) {
+  if (state.busy) return;
   const maxBytes = state.limits.max_upload_mb * 1024 * 1024;
   if (file.size > maxBytes) {
     showError(`This file is ${(file.size / 1048576).toFixed(1)} MB; the limit is ` +
@@ -369,6 +373,12 @@ function render(raw, title) {
     const lab = el("span");
     lab.appendChild(el("span", "code", code + " "));
     lab.appendChild(el("span", "name", name));
+    const thr = (raw.thresholds && raw.thresholds[t.code]) ?? 0.5;
+    if (t.prob >= thr) {
+      const chip = el("span", "present", "present");
+      chip.title = `probability ≥ the model's threshold ${thr}`;
+      lab.appendChild(chip);
+    }
     row.appendChild(lab);
     row.appendChild(el("span", "pct", fmtPct(t.prob)));
     const track = el("div", "track");
