@@ -267,3 +267,109 @@ def _get(url: str) -> bytes:
     data = conn.getresponse().read()
     conn.close()
     return data
+
+
+def test_model_folder_is_described_and_newest_is_default(tmp_path):
+    """A model folder's model.json is what /api/model and the page show; with no --model the
+    newest folder under models/ is served."""
+    from facs.web_app import find_default_model
+
+    models = tmp_path / "models"
+    assert find_default_model(models) == "geometry"  # nothing trained yet
+    for name, created in (("old", "2026-01-01T00:00:00"), ("new", "2026-02-01T00:00:00")):
+        (models / name).mkdir(parents=True)
+        spec = {
+            "name": name,
+            "created": created,
+            "trained_on": {
+                "data": "data/synth",
+                "profile": "quick",
+                "config": "best",
+                "label_mode": "span",
+                "train_subjects": ["1", "2", "3"],
+            },
+            "labels": ["6", "12", "25"],
+            "streams": {"geometry": {"method": "rules"}},
+            "fusion": {"method": "average", "streams": ["geometry"]},
+            "metrics": {"fused": {"macro_f1": 0.5}},
+        }
+        (models / name / "model.json").write_text(json.dumps(spec))
+    chosen = find_default_model(models)
+    assert Path(chosen).name == "new"
+    app = create_app(
+        chosen,
+        synth_root=None,
+        real_dir=tmp_path,
+        upload_dir=tmp_path / "up",
+        cache_dir=tmp_path / "cache",
+        warm_examples=False,
+        warm_workers=False,
+    )
+    try:
+        m = app.test_client().get("/api/model").get_json()
+    finally:
+        close_app(app)
+    assert m["name"] == "new" and m["created"] == "2026-02-01T00:00:00"
+    assert m["trained_on"]["profile"] == "quick" and len(m["trained_on"]["train_subjects"]) == 3
+    assert [lab["label"] for lab in m["labels"]] == [
+        "AU6 Cheek Raiser",
+        "AU12 Lip Corner Puller",
+        "AU25 Lips Part",
+    ]
+    assert m["fusion"] == "average" and m["metrics"]["fused"]["macro_f1"] == 0.5
+
+
+def test_facs_serve_command(tmp_path):
+    """The real command: serves on a free port, answers, stops cleanly on SIGTERM."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    # Its own cache: no example clips to transcode in the background while the test runs.
+    env = {
+        **os.environ,
+        "TMPDIR": str(tmp_path),
+        "FACS_CACHE": str(tmp_path / "cache"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "facs.cli",
+        "serve",
+        "--port",
+        "0",
+        "--workers",
+        "1",
+        "--data",
+        str(tmp_path / "none"),
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    try:
+        url = None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "http://" in line:
+                url = line.split()[2].rstrip("/")
+                break
+        assert url, "".join(lines)
+        assert json.loads(_get(url + "/api/health"))["status"] == "ok"
+        assert b'<canvas id="timeline"' in _get(url + "/")
+        assert any(p.name.startswith("facs-uploads-") for p in tmp_path.iterdir())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=30)
+    assert rc == 0
+    assert not any(p.name.startswith("facs-uploads-") for p in tmp_path.iterdir())
+
+
+def test_too_big_through_waitress_is_413_json(app, clips):
+    big = clips["smile"].parent / "big2.mp4"
+    big.write_bytes(clips["long"].read_bytes() * 6)  # 1.25 MB > 1 MB
+    with BackgroundServer(app, close=False) as srv:
+        status, _, body = _post_raw(srv.url + "/api/predict", big)
+    assert status == 413 and "too large" in body["error"]
