@@ -125,6 +125,9 @@ def create_app(
     cached in `cache_dir` (default: facs' cache folder). `warm_examples` transcodes the
     examples and `warm_workers` starts the worker processes (each loads the model) right away,
     in the background. `close_app(app)` stops the worker processes.
+
+    The workers are spawned processes: a script that calls create_app must do so under
+    `if __name__ == "__main__":` (Python re-imports the main module in each worker).
     """
     from flask import Flask, jsonify, request, send_file, send_from_directory
     from werkzeug.exceptions import HTTPException, RequestEntityTooLarge

@@ -682,6 +682,15 @@ canvas.addEventListener("mousemove", (e) => {
   tooltip.style.top = `${Math.max(0, e.clientY - r.top - 20)}px`;
 });
 canvas.addEventListener("mouseleave", () => show(tooltip, false));
+canvas.addEventListener("keydown", (e) => {
+  // Arrow keys step through the frames of a focused timeline.
+  const res = state.result;
+  if (!res || (e.key !== "ArrowLeft" && e.key !== "ArrowRight")) return;
+  e.preventDefault();
+  const cur = state.selectedFrame ?? 0;
+  const next = Math.max(0, Math.min(res.frames.length - 1, cur + (e.key === "ArrowRight" ? 1 : -1)));
+  seekToFrame(next);
+});
 window.addEventListener("resize", drawTimeline);
 
 // ---------------------------------------------------------------------------------- start
