@@ -1,26 +1,30 @@
 """The geometry stream: 68 landmarks -> normalised features -> per-person calibration -> AUs.
 
-1. Normalisation (`features`). The face's own frame: origin at the midpoint of the four eye
-   corners, x axis along the line between the two eyes' corner midpoints (roll removed), y axis
-   perpendicular to it, pointing down. Horizontal distances are divided by the inter-ocular
-   distance (IOD); vertical ones by the eye-line-to-nose-tip distance. Head yaw shrinks the
-   IOD and pitch shrinks the nose length, each acting mostly on its own axis, so each axis is
-   normalised by a rigid length measured along that axis. Features of bilateral AUs average the
-   two sides, which makes every feature invariant to mirroring the clip.
-2. Calibration (`calibrate`). Like OpenFace's per-person neutral, deviations are measured from
-   the person's resting value of each feature in the same video. OpenFace takes the running
-   median, which assumes the face is neutral most of the time; a short clip of a posed smile
-   breaks that. Here the resting value is a low percentile (`REST_PERCENTILE`) on the side
-   where the AU is absent: the rule "AU12 raises the lip corners" measures the corners against
-   the lowest positions they took in the clip (robust 20th percentile, not the minimum). So the
-   person must be at rest in at least about a fifth of the face frames; in a clip where an AU is
-   on throughout, it is not seen.
+1. Normalisation (`normalise`, `features`). The face's own frame: origin at the midpoint of the
+   four eye corners, u along the line between the two eyes' corner midpoints (roll removed),
+   v perpendicular to it, pointing down, both in inter-ocular distances (IOD). Vertical
+   features are measured against nearby rigid points (brows against the eye line, lip corners
+   and chin against the nose base), so a scale error moves them little. Head turns: seen from
+   afar, yaw compresses u and the IOD alike (u / IOD is unchanged); turning the head (yaw or
+   pitch) also shifts points by their depth, which `correct_pose` removes relative to the
+   video's median pose using the nose tip's motion and a rough depth per landmark. Features of
+   bilateral AUs average the two sides, so every feature is invariant to mirroring the clip.
+2. Calibration (`neutral_rest`, `calibrate`). Like OpenFace's per-person neutral, deviations
+   are measured from the person's resting value of each feature in the same video. OpenFace
+   takes the median over all frames, which assumes the face is neutral most of the time; a
+   short clip of a posed smile breaks that. Here the neutral frames are the quarter of the
+   frames with the least AU evidence (eyes open, lips together, found iteratively), so the
+   person must be at rest in a good part of the video; a video without any resting face (e.g.
+   crying, then laughing) is measured against its least expressive stretch instead.
 3. Rules (`RULES`, `rule_probs`): each AU is a weighted sum of calibrated feature deviations,
    `d = sum(w_k * (f_k - rest_k))`, turned into a probability `1 / (1 + exp(-(d - t) / s))`.
    The features, signs and weights follow the FACS descriptions of the AUs (DESIGN.md §5a); t
-   is half of a clear, visible change in these units and s a quarter of t.
-4. Learned (`LearnedGeometry`): a logistic regression per label on the same calibrated
-   deviations, fitted where labelled frames exist (the synthetic corpus, MMI); saved as JSON.
+   is about half of a clear, visible change and s a quarter of t. Lips part (AU25) is measured
+   from closed lips, eye closure (AU43) as a fraction of the person's own aperture, and
+   closures shorter than 0.5 s are blinks (AU45).
+4. Learned (`LearnedGeometry`): a logistic regression per label on the calibrated deviations
+   and the rules' evidence, fitted where labelled frames exist (the synthetic corpus, MMI);
+   saved as JSON.
 """
 
 from __future__ import annotations
@@ -39,8 +43,8 @@ def _mean(p: np.ndarray, idx) -> np.ndarray:
 
 
 def normalise(points: np.ndarray) -> np.ndarray:
-    """68 x 2 pixel points (or N x 68 x 2) -> the face's frame: (u, v) with u in IOD units,
-    v in eye-to-nose-tip units, origin between the eyes, roll removed."""
+    """68 x 2 pixel points (or N x 68 x 2) -> the face's frame: (u, v) in inter-ocular
+    distances, origin between the eyes, u along the eye line, v down; roll removed."""
     p = np.asarray(points, dtype=np.float64)
     right = (p[..., 36, :] + p[..., 39, :]) / 2  # subject's right eye (image left)
     left = (p[..., 42, :] + p[..., 45, :]) / 2
@@ -52,8 +56,58 @@ def normalise(points: np.ndarray) -> np.ndarray:
     rel = p - centre[..., None, :]
     u = (rel * ex[..., None, :]).sum(-1)
     v = (rel * ey[..., None, :]).sum(-1)
-    nose = np.maximum(v[..., 30:31], 1e-6)  # eye line to nose tip, pixels
-    return np.stack([u / iod, v / nose], axis=-1)
+    return np.stack([u / iod, v / iod], axis=-1)
+
+
+# Rough depth of each landmark in front of the eye corners' plane, in units of the nose tip's
+# (anthropometric guesses, symmetric left/right): the nose tip protrudes most (1.0), the nose
+# base and lip centres about half as much, the jaw's sides lie far behind.
+_DEPTH_HALF = {  # point on the subject's right (image left) -> depth; mirrored below
+    0: -1.6, 1: -1.5, 2: -1.3, 3: -1.0, 4: -0.7, 5: -0.4, 6: -0.1, 7: 0.15, 8: 0.3,
+    17: -0.2, 18: 0.0, 19: 0.1, 20: 0.2, 21: 0.25,
+    27: 0.35, 28: 0.55, 29: 0.8, 30: 1.0, 31: 0.45, 32: 0.65, 33: 0.7,
+    36: -0.15, 37: 0.05, 38: 0.05, 39: 0.15, 40: 0.05, 41: 0.05,
+    48: 0.1, 49: 0.35, 50: 0.5, 51: 0.55, 57: 0.45, 58: 0.4, 59: 0.3,
+    60: 0.1, 61: 0.4, 62: 0.5, 66: 0.45, 67: 0.4,
+}  # fmt: skip
+
+
+def _depths() -> np.ndarray:
+    from facs.landmarks import MIRROR
+
+    z = np.full(68, np.nan)
+    for i, d in _DEPTH_HALF.items():
+        z[i] = z[MIRROR[i]] = d
+    assert np.isfinite(z).all()
+    return z
+
+
+DEPTH = _depths()
+
+
+NOSE_DEPTH = 0.5  # the nose tip's depth in front of the eye corners, in IOD (~30 of ~62 mm)
+
+
+def correct_pose(q: np.ndarray) -> np.ndarray:
+    """N x 68 x 2 normalised points of ONE video -> the same with head turns (yaw, pitch)
+    relative to the video's median pose taken out (orthographic view, rigid head).
+
+    The nose tip, rigid and the most protruding point, moves against the eye corners when the
+    head turns: by (du, dv) from its median position, so tan(yaw) = du / NOSE_DEPTH and
+    sin(pitch) = dv / NOSE_DEPTH. A point at relative depth z (DEPTH) shifts by z * (du, dv),
+    which is subtracted; yaw also shrinks the IOD, which inflates every v by 1 / cos(yaw), and
+    pitch shrinks v by cos(pitch). Without this, a head tilted back lowers the lip corners
+    against the nose base about as much as a smile raises them.
+    """
+    if len(q) < 2:
+        return q
+    du = q[:, 30:31, 0] - np.median(q[:, 30, 0])
+    cos_yaw = 1.0 / np.sqrt(1.0 + (du / NOSE_DEPTH) ** 2)
+    v = q[..., 1] * cos_yaw  # undo the IOD's shrinking first: it would look like pitch
+    dv = v[:, 30:31] - np.median(v[:, 30])
+    cos_pitch = np.sqrt(1.0 - np.clip(dv / NOSE_DEPTH, -0.9, 0.9) ** 2)
+    z = DEPTH[None, :]
+    return np.stack([q[..., 0] - z * du, (v - z * dv) / cos_pitch], axis=-1)
 
 
 # Feature names in a fixed order; each is symmetric over the subject's left and right.
@@ -67,18 +121,21 @@ FEATURES = (
     "nostril",  # height of the nostril wings                              (AU9 +)
     "nose_lip",  # nose base to the top of the upper lip                    (AU9/AU10 -)
     "mouth_width",  # lip corner to lip corner                             (AU12 +, AU20 +, AU23 -)
-    "corner_height",  # height of the lip corners (relative to the eye line)  (AU12 +, AU15 -)
+    "corner_height",  # lip corners relative to the nose base              (AU12 +, AU15 -)
     "corner_vs_centre",  # lip corners above the upper lip's centre     (AU12 +, AU15 -)
     "lip_gap",  # gap between the inner lip contours                      (AU25/26/27 +)
     "lip_red",  # thickness of both lips' red parts                       (AU23/24 -)
-    "jaw",  # depth of the chin below the eye line                        (AU26/27 +)
+    "jaw",  # depth of the chin below the nose base                       (AU26/27 +)
     "chin_lip",  # lower lip to chin                                        (AU17 -)
 )
 
 
-def features(points: np.ndarray) -> np.ndarray:
-    """N x 68 x 2 pixel landmarks -> N x len(FEATURES) normalised features."""
+def features(points: np.ndarray, pose: bool = True) -> np.ndarray:
+    """N x 68 x 2 pixel landmarks of ONE video -> N x len(FEATURES) normalised features
+    (with `pose`, head turns relative to the video's median pose corrected: `correct_pose`)."""
     q = normalise(np.asarray(points, dtype=np.float64).reshape(-1, 68, 2))
+    if pose:
+        q = correct_pose(q)
     u, v = q[..., 0], q[..., 1]
 
     def pair(a, b):  # mean of a point on the subject's right and its mirror on the left
@@ -93,11 +150,11 @@ def features(points: np.ndarray) -> np.ndarray:
     nostril = -pair(31, 35)
     nose_lip = v[:, 51] - v[:, 33]
     mouth_width = u[:, 54] - u[:, 48]
-    corner_height = -pair(48, 54)
+    corner_height = v[:, 33] - pair(48, 54)
     corner_vs_centre = v[:, 51] - pair(48, 54)
     lip_gap = (v[:, 66] - v[:, 62] + pair(67, 65) - pair(61, 63)) / 2
     lip_red = (v[:, 62] - v[:, 51]) + (v[:, 57] - v[:, 66])
-    jaw = v[:, 8]
+    jaw = v[:, 8] - v[:, 33]
     chin_lip = v[:, 8] - v[:, 57]
     cols = [
         brow_inner,
@@ -140,29 +197,30 @@ class Rule:
         return self.t / 4
 
 
-# Thresholds t: about half of a clearly visible change, in the normalised units (IOD
-# horizontally, eye-line-to-nose-tip vertically; the mouth corners sit about 2 units below the
-# eye line, the brows about 0.7 above it).
+# Thresholds t: about half of a clearly visible change, in inter-ocular distances (the brows sit
+# about 0.4 above the eye line, the lip corners about 0.3 below the nose base, an open eye is
+# about 0.13 high).
 RULES: dict[str, Rule] = {
-    "1": Rule((("brow_inner", 1.0),), 0.10),
-    "2": Rule((("brow_outer", 1.0),), 0.10),
-    "4": Rule((("brow_inner", -1.0), ("brow_gap", -1.0)), 0.08),
-    "5": Rule((("upper_lid", 1.0),), 0.06),
-    "6": Rule((("lower_lid", 1.0), ("corner_height", 0.25)), 0.06),
-    "7": Rule((("lower_lid", 1.0), ("corner_height", -0.25)), 0.06),
+    "1": Rule((("brow_inner", 1.0),), 0.07),
+    "2": Rule((("brow_outer", 1.0),), 0.07),
+    "4": Rule((("brow_inner", -1.0), ("brow_gap", -1.0)), 0.06),
+    "5": Rule((("upper_lid", 1.0),), 0.04),
+    "6": Rule((("lower_lid", 1.0), ("corner_height", 0.25)), 0.04),
+    "7": Rule((("lower_lid", 1.0), ("corner_height", -0.25)), 0.04),
     # AU9/AU10 lift the nostrils / upper lip without lifting the lip corners (unlike a smile)
-    "9": Rule((("nostril", 1.0), ("corner_height", -1.0), ("brow_inner", -0.5)), 0.08),
-    "10": Rule((("nose_lip", -1.0), ("corner_height", -0.5)), 0.08),
-    "12": Rule((("corner_height", 1.0), ("mouth_width", 0.5)), 0.10),
-    "15": Rule((("corner_vs_centre", -1.0), ("corner_height", -0.5)), 0.06),
+    "9": Rule((("nostril", 1.0), ("corner_height", -1.0), ("brow_inner", -0.5)), 0.06),
+    "10": Rule((("nose_lip", -1.0), ("corner_height", -0.5)), 0.06),
+    "12": Rule((("corner_height", 1.0), ("mouth_width", 0.5)), 0.08),
+    "15": Rule((("corner_vs_centre", -1.0), ("corner_height", -0.5)), 0.04),
     # AU17 shortens lower lip to chin with the lips closed (parting lips also shortens it)
-    "17": Rule((("chin_lip", -1.0), ("lip_gap", -1.0)), 0.08),
-    "20": Rule((("mouth_width", 1.0), ("corner_height", -1.0)), 0.10),
-    "23": Rule((("lip_red", -1.0), ("mouth_width", -0.5)), 0.08),
-    "24": Rule((("lip_red", -1.0), ("lip_gap", -2.0)), 0.08),
-    "25": Rule((("lip_gap", 1.0),), 0.08, absolute=True),
-    "26": Rule((("jaw", 1.0),), 0.20),
-    "27": Rule((("jaw", 1.0),), 0.60),
+    "17": Rule((("chin_lip", -1.0), ("lip_gap", -1.0)), 0.06),
+    # AU20 pulls the corners sideways, AU12 obliquely up: outward at less than ~27 degrees
+    "20": Rule((("mouth_width", 1.0), ("corner_height", -2.0)), 0.08),
+    "23": Rule((("lip_red", -1.0), ("mouth_width", -0.5)), 0.06),
+    "24": Rule((("lip_red", -1.0), ("lip_gap", -2.0)), 0.06),
+    "25": Rule((("lip_gap", 1.0),), 0.06, absolute=True),
+    "26": Rule((("jaw", 1.0),), 0.15),
+    "27": Rule((("jaw", 1.0),), 0.40),
     "43": Rule((("eye_open", -1.0),), 0.50, relative=True),  # half of the own aperture
 }
 # AU45 (blink) is AU43's evidence in closures shorter than BLINK_S; AU43 is the longer ones.
@@ -194,14 +252,22 @@ def neutral_rest(feats: np.ndarray, iterations: int = 3) -> tuple[np.ndarray, np
     of the face frames with the least facial activity: first the frames with the most closed
     lips (the strongest single cue of a resting face), then, iteratively, the frames with the
     least total AU evidence measured against the median of the current neutral frames.
+    A resting face has its eyes open and its lips together, so frames with the eyes closed to
+    less than 60 % of the clip's wide-open aperture (90th percentile) or with the lips apart
+    (AU25's threshold) are not candidates, unless fewer than a tenth of the frames are left.
     """
     ok = np.isfinite(feats).all(axis=1)
     rest = np.full(feats.shape[1], np.nan, dtype=np.float64)
     if not ok.any():
         return rest, ok
-    n_ok = int(ok.sum())
-    n_keep = min(n_ok, max(5, int(np.ceil(NEUTRAL_FRACTION * n_ok))))
-    idx = np.flatnonzero(ok)
+    eye, gap = feats[:, FI["eye_open"]], feats[:, FI["lip_gap"]]
+    with np.errstate(invalid="ignore"):
+        cand = ok & (eye >= 0.6 * np.percentile(eye[ok], 90)) & (gap < RULES["25"].t)
+    if cand.sum() < max(5, 0.1 * ok.sum()):
+        cand = ok
+    n_ok = int(cand.sum())
+    n_keep = min(n_ok, max(5, int(np.ceil(NEUTRAL_FRACTION * ok.sum()))))
+    idx = np.flatnonzero(cand)
 
     def lowest(score: np.ndarray) -> np.ndarray:
         mask = np.zeros(len(feats), dtype=bool)

@@ -2,9 +2,10 @@
 
     facs geometry --work work/quick [--config best] [--workers 2]
 
-For every clip of the index: dlib landmarks per frame -> geometric features (cached in
-`WORK/geometry/<clip>.npy`, N x F float32, NaN rows where no face). Each clip is one person's
-video and is calibrated on its own neutral frames, as `facs analyze` does with a video. Then:
+For every clip of the index: dlib landmarks per frame (cached in
+`WORK/geometry/<clip>.landmarks.npy`, N x 68 x 2 float32, NaN where no face) -> geometric
+features. Each clip is one person's video and is calibrated on its own neutral frames, as
+`facs analyze` does with a video. Then:
 
 - rules: facs.geometry's FACS rules, no training (labels without a rule score 0);
 - learned: a logistic regression per label on the calibrated features and the rules' evidence
@@ -40,11 +41,28 @@ def _clip_job(job: tuple[str, str, str]) -> tuple[str, str]:
 
     tracker = LandmarkTracker()
     faces = [tracker(f) for f in read_frames(video)]
-    feats = G.landmarks_to_features(faces)
     from facs.workdir import save_npy
 
-    save_npy(Path(out), feats)
+    save_npy(Path(out), landmarks_array(faces))
     return clip_id, out
+
+
+def landmarks_array(faces) -> np.ndarray:
+    """List of FaceLandmarks | None -> N x 68 x 2 float32 (NaN where no face)."""
+    out = np.full((len(faces), 68, 2), np.nan, np.float32)
+    for i, f in enumerate(faces):
+        if f is not None:
+            out[i] = f.points
+    return out
+
+
+def features_from_landmarks(pts: np.ndarray) -> np.ndarray:
+    """N x 68 x 2 (NaN where no face) -> N x F features, as facs.predict computes them."""
+    ok = np.isfinite(pts).all(axis=(1, 2))
+    feats = np.full((len(pts), len(G.FEATURES)), np.nan, np.float32)
+    if ok.any():
+        feats[ok] = G.features(pts[ok])
+    return G.smooth(feats)
 
 
 def features_dir(work: Path) -> Path:
@@ -52,7 +70,8 @@ def features_dir(work: Path) -> Path:
 
 
 def clip_features(index, work: Path, clips=None, workers: int = 1) -> dict[str, np.ndarray]:
-    """clip id -> N x F features of every (given) clip; computed once, cached under WORK."""
+    """clip id -> N x F features of every (given) clip; landmarks found once, cached under
+    WORK (features are recomputed from them, so changing facs.geometry needs no new pass)."""
     from facs.workdir import parallel_map
 
     clips = list(index.clips if clips is None else clips)
@@ -60,7 +79,7 @@ def clip_features(index, work: Path, clips=None, workers: int = 1) -> dict[str, 
     folder.mkdir(parents=True, exist_ok=True)
     todo = []
     for c in clips:
-        out = folder / f"{c.id}.npy"
+        out = folder / f"{c.id}.landmarks.npy"
         if not out.is_file():
             todo.append((c.id, str(index.video_path(c)), str(out)))
     if todo:
@@ -68,12 +87,12 @@ def clip_features(index, work: Path, clips=None, workers: int = 1) -> dict[str, 
             pass
     feats = {}
     for c in clips:
-        f = np.load(folder / f"{c.id}.npy")
-        if len(f) != c.frames:  # decoders may disagree with the header by a frame or two
-            g = np.full((c.frames, f.shape[1]), np.nan, np.float32)
-            g[: min(len(f), c.frames)] = f[: c.frames]
-            f = g
-        feats[c.id] = f
+        pts = np.load(folder / f"{c.id}.landmarks.npy")
+        if len(pts) != c.frames:  # decoders may disagree with the header by a frame or two
+            g = np.full((c.frames, 68, 2), np.nan, np.float32)
+            g[: min(len(pts), c.frames)] = pts[: c.frames]
+            pts = g
+        feats[c.id] = features_from_landmarks(pts)
     return feats
 
 

@@ -40,13 +40,28 @@ def test_features_ignore_mirroring(points):
     np.testing.assert_allclose(G.features(relabelled), G.features(points), atol=1e-4)
 
 
-def test_features_ignore_horizontal_foreshortening(points):
-    # Yaw seen from afar compresses the face along the eye line: all u shrink by the same
-    # factor as the inter-ocular distance, v does not change.
-    upright = G.normalise(points) * 100.0  # roll removed: the eye line is the x axis
-    squeezed = upright.copy()
-    squeezed[:, 0] *= np.cos(np.deg2rad(30.0))
-    np.testing.assert_allclose(G.features(squeezed), G.features(points), atol=1e-4)
+def _turned(points: np.ndarray, yaw: float, pitch: float) -> np.ndarray:
+    """The face seen after turning the head (degrees), orthographic: a rigid 3D face whose
+    depths are facs.geometry's per-landmark depths."""
+    q = G.normalise(points) * 100.0  # upright face, 100 px between the eyes
+    x, y = q[:, 0], q[:, 1]
+    z = G.DEPTH * G.NOSE_DEPTH * 100.0
+    a, b = np.deg2rad(yaw), np.deg2rad(pitch)
+    x, z = x * np.cos(a) + z * np.sin(a), -x * np.sin(a) + z * np.cos(a)
+    y = y * np.cos(b) + z * np.sin(b)
+    return np.stack([x + 320, y + 200], axis=1)
+
+
+@pytest.mark.parametrize("yaw,pitch", [(25.0, 0.0), (-25.0, 0.0), (0.0, 15.0), (15.0, -12.0)])
+def test_features_ignore_head_turns(points, yaw, pitch):
+    # a video of one face: two thirds frontal (the median pose), then turned
+    clip = np.stack([_turned(points, 0, 0)] * 6 + [_turned(points, yaw, pitch)] * 3)
+    f = G.features(clip)
+    frontal, turned = f[0], f[-1]
+    naive = G.features(clip, pose=False)[-1]
+    err, naive_err = np.abs(turned - frontal), np.abs(naive - frontal)
+    assert err.max() < 0.03, dict(zip(G.FEATURES, err.round(3), strict=True))
+    assert naive_err.max() > 2 * err.max()  # the correction is what makes it hold
 
 
 def test_neutral_calibration_when_the_expression_dominates():
