@@ -67,6 +67,20 @@ def find_default_model(models_dir: Path = MODELS_DIR) -> str:
     return str(max(found)[2])
 
 
+def sweep_stale_upload_dirs() -> None:
+    """Remove upload folders of servers that died without cleaning up (kill -9, power cut)."""
+    for folder in Path(tempfile.gettempdir()).glob("facs-uploads-*-*"):
+        pid = folder.name.split("-")[2]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except (ProcessLookupError, OverflowError):
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, another user's
+
+
 def describe_model(model: Any, source: str) -> dict:
     """What /api/model and the page show: name, labels, streams, training data, metrics."""
     spec: dict = {}
@@ -150,7 +164,9 @@ def create_app(
 
         real_dir = examples_dir()
     if upload_dir is None:
-        upload_dir = Path(tempfile.mkdtemp(prefix="facs-uploads-"))  # mode 0700
+        sweep_stale_upload_dirs()
+        # mode 0700; the pid in the name lets a later server remove it after a kill -9
+        upload_dir = Path(tempfile.mkdtemp(prefix=f"facs-uploads-{os.getpid()}-"))
         atexit.register(shutil.rmtree, upload_dir, True)
     upload_dir.mkdir(parents=True, exist_ok=True)
     cache_dir = cache_dir or facs_cache() / "web"
@@ -285,8 +301,14 @@ def create_app(
             raise
         return start(path, secure_filename(upload.filename or "") or "upload")
 
+    listing: dict = {"at": -1e9, "examples": {}}
+
     def examples() -> dict:
-        return {e.id: e for e in list_examples(synth_root, real_dir)}
+        """The example whitelist, rescanned at most every 30 s (a corpus may be large)."""
+        if time.time() - listing["at"] > 30:
+            listing["examples"] = {e.id: e for e in list_examples(synth_root, real_dir)}
+            listing["at"] = time.time()
+        return listing["examples"]
 
     def example_or_404(example_id: str):
         if not EXAMPLE_ID.match(example_id):
@@ -460,15 +482,20 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"facs serve: WARNING: listening on {args.host}; the demo has no authentication")
+    # A service manager stops us with SIGTERM: leave through the same path as Ctrl-C, so that
+    # the workers stop and the private upload folder is removed (atexit).
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     if args.debug:
         print(f"facs serve: Flask debug server on http://{args.host}:{args.port}/ (not for use)")
-        app.run(host=args.host, port=args.port, debug=True, use_reloader=False, threaded=True)
+        try:
+            app.run(host=args.host, port=args.port, debug=True, use_reloader=False, threaded=True)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            close_app(app)
         return 0
     server = make_server(app, args.host, args.port)
     print(f"facs serve: http://{args.host}:{server.effective_port}/  (Ctrl-C stops)")
-    # A service manager stops us with SIGTERM: leave through the same path as Ctrl-C, so that
-    # the private upload folder is removed (atexit).
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         server.run()
     except KeyboardInterrupt:

@@ -29,6 +29,7 @@ def init(model_source: str, queue: Any, threads: int) -> None:
     """Process initializer: thread counts, then the model (loaded once per worker)."""
     global _MODEL, _QUEUE
     _QUEUE = queue
+    _exit_with_parent()
     try:
         import cv2
 
@@ -48,6 +49,21 @@ def init(model_source: str, queue: Any, threads: int) -> None:
         LandmarkTracker()
     except ImportError:
         pass
+
+
+def _exit_with_parent() -> None:
+    """End this worker when the server dies without stopping it (kill -9): no orphans."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(2.0)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="facs-parent-watch").start()
 
 
 def _report(job_id: str, fraction: float, stage: str) -> None:

@@ -345,6 +345,8 @@ def test_facs_serve_command(tmp_path):
         "--data",
         str(tmp_path / "none"),
     ]
+    stale = tmp_path / "facs-uploads-999999999-abc"  # a dead server's folder
+    stale.mkdir()
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
@@ -360,6 +362,7 @@ def test_facs_serve_command(tmp_path):
         assert json.loads(_get(url + "/api/health"))["status"] == "ok"
         assert b'<canvas id="timeline"' in _get(url + "/")
         assert any(p.name.startswith("facs-uploads-") for p in tmp_path.iterdir())
+        assert not stale.exists()
     finally:
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=30)
