@@ -414,6 +414,20 @@ def test_errors_name_the_layer_and_line(tmp_path, body, message):
     assert message in text
 
 
+def test_error_line_with_legacy_input_fields(tmp_path):
+    path = tmp_path / "old.prototxt"
+    path.write_text(
+        'input: "data"\ninput_dim: 1\ninput_dim: 3\ninput_dim: 4\ninput_dim: 4\n'
+        'layer {\n name: "ok"\n type: "ReLU"\n bottom: "data"\n top: "ok"\n}\n'
+        'layer {\n name: "x"\n type: "LRN"\n bottom: "ok"\n top: "x"\n'
+        " lrn_param { local_size: 4 }\n}\n"
+    )
+    with pytest.raises(
+        FacsError, match=r"old\.prototxt:12: layer 'x' \(LRN\): local_size must be odd"
+    ):
+        Net.from_prototxt(path)
+
+
 def test_missing_input_and_unknown_feed():
     net = net_from(input_layer((1, 2)))
     with pytest.raises(FacsError, match="not given"):

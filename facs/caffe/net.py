@@ -95,6 +95,12 @@ class Net(nn.Module):
         self.name = param.name
         self.base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
         self._source = str(source) if source is not None else f"net '{param.name or 'unnamed'}'"
+        if (
+            lines is not None
+            and len(lines) == len(param.layer) - 1
+            and param.layer[0].type == "Input"
+        ):
+            lines = [None, *lines]  # the Input layer made from legacy `input:` fields
         all_lines = lines if lines is not None and len(lines) == len(param.layer) else None
         state = caffe_pb2.NetState(phase=PHASES[phase], level=level)
         state.stage.extend(stages if stages is not None else param.state.stage)
