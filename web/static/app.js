@@ -82,6 +82,8 @@ async function loadModel() {
       bits.push("no training data (rule-based)");
     }
     bits.push(`${(m.labels || []).length} AUs`);
+    const f1 = testF1(m.metrics);
+    if (f1 != null) bits.push(`test macro F1 ${f1.toFixed(2)}`);
     $("model-detail").textContent = "· " + bits.join(" · ");
     $("model-info").classList.add("ready");
     $("model-info").title = m.description || m.source || "";
@@ -92,6 +94,19 @@ async function loadModel() {
   $("upload-limits").textContent =
     `Up to ${state.limits.max_upload_mb} MB and ${state.limits.max_seconds} s; any format the ` +
     "server can decode (mp4, webm, avi, mov, mkv…).";
+}
+
+function testF1(metrics) {
+  // model.json keeps each stream's test summary ({fixed, calibrated}); show the fused one.
+  if (!metrics || typeof metrics !== "object") return null;
+  const entry = metrics.fusion || metrics.fused || metrics.fuse;
+  if (!entry || typeof entry !== "object") return null;
+  for (const mode of ["calibrated", "fixed"]) {
+    const sm = entry[mode] || entry;
+    const v = sm && (sm.macro_f1 ?? sm.f1_macro);
+    if (typeof v === "number") return v;
+  }
+  return null;
 }
 
 function recordLimit() { return Math.max(1, Math.min(10, Math.floor(state.limits.max_seconds))); }
