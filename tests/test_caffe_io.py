@@ -225,3 +225,47 @@ def test_substitute_work():
     assert means == {"work/quick/lmdb/spatial_mean.binaryproto"}
     sp = io.substitute_work(io.read_solver_prototxt(QUICK / "flownet_solver.prototxt"), "/w")
     assert sp.snapshot_prefix == "/w/snapshots/flownet"
+
+
+def test_field_numbers_are_caffes():
+    """The numbers DESIGN.md section 3 lists: files stay interchangeable with BVLC Caffe."""
+    want = {
+        caffe_pb2.NetParameter: dict(
+            name=1, layers=2, input=3, input_dim=4, input_shape=8, layer=100
+        ),
+        caffe_pb2.LayerParameter: dict(
+            name=1,
+            type=2,
+            bottom=3,
+            top=4,
+            loss_weight=5,
+            param=6,
+            blobs=7,
+            include=8,
+            exclude=9,
+            phase=10,
+            transform_param=100,
+            loss_param=101,
+            accuracy_param=102,
+            concat_param=104,
+            convolution_param=106,
+            data_param=107,
+            dropout_param=108,
+            eltwise_param=110,
+            hdf5_data_param=112,
+            image_data_param=115,
+            inner_product_param=117,
+            lrn_param=118,
+            pooling_param=121,
+            relu_param=123,
+            sigmoid_param=124,
+            slice_param=126,
+            input_param=143,
+        ),  # fmt: skip
+        caffe_pb2.V1LayerParameter: dict(bottom=2, top=3, name=4, type=5, blobs=6),
+        caffe_pb2.ParamSpec: dict(name=1, lr_mult=3, decay_mult=4),
+        caffe_pb2.SolverState: dict(iter=1, learned_net=2, history=3, current_step=4),
+    }
+    for message, fields in want.items():
+        got = {f: message.DESCRIPTOR.fields_by_name[f].number for f in fields}
+        assert got == fields, message.DESCRIPTOR.name
