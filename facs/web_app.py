@@ -82,35 +82,23 @@ def sweep_stale_upload_dirs() -> None:
 
 
 def describe_model(model: Any, source: str) -> dict:
-    """What /api/model and the page show: name, labels, streams, training data, metrics."""
-    spec: dict = {}
-    for attr in ("spec", "meta", "info", "config"):
-        value = getattr(model, attr, None)
-        if isinstance(value, dict):
-            spec = value
-            break
-    if not spec:
-        folder = Path(source)
-        if (folder / "model.json").is_file():
-            spec = json.loads((folder / "model.json").read_text())
+    """What /api/model and the page show: name, labels, streams, training data, metrics.
+
+    `model` is a facs.predict.Model; its `spec` is the model.json as read."""
     from facs.aus import au_label
 
-    labels = list(getattr(model, "labels", None) or spec.get("labels", []))
-    streams = spec.get("streams") or {}
-    stream_names = list(getattr(model, "streams", None) or streams)
-    if isinstance(getattr(model, "streams", None), dict):
-        stream_names = list(model.streams)
-    fusion = spec.get("fusion") or {}
+    spec = model.spec or {}
+    fusion = model.fusion or {}
     return {
-        "name": getattr(model, "name", None) or spec.get("name") or Path(source).name,
+        "name": model.name,
         "source": source,
         "created": spec.get("created"),
         "trained_on": spec.get("trained_on"),
-        "labels": [{"code": c, "label": au_label(c)} for c in labels],
-        "streams": [str(s) for s in stream_names],
+        "description": spec.get("description"),
+        "labels": [{"code": c, "label": au_label(c)} for c in model.labels],
+        "streams": list(model.streams),
         "fusion": fusion.get("method") if isinstance(fusion, dict) else fusion,
         "metrics": spec.get("metrics"),
-        "description": spec.get("description"),
     }
 
 
