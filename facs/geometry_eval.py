@@ -18,12 +18,16 @@ and test parts are written as `WORK/scores/C/geometry_{val,test}.npz` (facs.scor
 aligned record by record with the CNN streams' scores when those exist, so `facs evaluate` puts
 the geometry stream in its table and `facs fuse` can fuse it.
 
+With `--models M` too, `M/<profile>-<config>/geometry/` gets `stream.json` (+ the classifier),
+the geometry entry of that model folder's model.json.
+
 Python API for the evaluation: `geometry_scores(index, split, part, work) -> (keys, probs)`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -243,6 +247,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scores", choices=("learned", "rules"), default="learned", help="what --config writes"
     )
+    parser.add_argument(
+        "--models",
+        type=Path,
+        default=None,
+        help="with --config: also write <models>/<profile>-<config>/geometry/ (stream.json, "
+        "classifier.json) for the model folder",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -263,4 +274,29 @@ def run(args: argparse.Namespace) -> int:
         )
         for p in paths:
             print(f"  -> {p}")
+        if args.models is not None:
+            from facs.profile import load_profile
+
+            name = load_profile(args.profile).get("name", "quick")
+            out = write_stream(
+                args.models / f"{name}-{args.config}" / "geometry", work, args.scores
+            )
+            print(f"  -> {out}")
     return 0
+
+
+def write_stream(folder: Path, work: Path, method: str = "learned") -> Path:
+    """A model folder's geometry/ part: stream.json (+ classifier.json for `learned`).
+
+    stream.json is {"method": "rules"} or {"method": "learned", "classifier":
+    "classifier.json"} (path relative to geometry/), the model.json entry facs.predict reads."""
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    entry: dict = {"method": method}
+    if method == "learned":
+        shutil.copyfile(features_dir(work) / "classifier.json", folder / "classifier.json")
+        entry["classifier"] = "classifier.json"
+    entry["input"] = {"kind": "landmarks", "features": list(G.FEATURES)}
+    (folder / "stream.json").write_text(json.dumps(entry, indent=1) + "\n")
+    return folder / "stream.json"

@@ -79,12 +79,15 @@ def builtin_geometry() -> Model:
     )
 
 
-def _resolve(folder: Path, spec: dict) -> dict:
-    """Stream spec with its file paths (deploy, weights, mean, classifier) made absolute."""
+def _resolve(folder: Path, spec: dict, stream: str = "") -> dict:
+    """Stream spec with its file paths (deploy, weights, mean, classifier) made absolute:
+    relative to the model folder, else to its <stream>/ subfolder (where stream.json lives)."""
     out = dict(spec)
     for key in ("deploy", "weights", "mean", "classifier"):  # null/absent stays as it is
         if isinstance(out.get(key), str):
             path = (folder / out[key]).resolve()
+            if not path.is_file() and stream:
+                path = (folder / stream / out[key]).resolve()
             if not path.is_file():
                 raise FacsError(f"{folder / 'model.json'}: {key} file {out[key]} does not exist")
             out[key] = path
@@ -108,7 +111,7 @@ def load_model(dir_or_name: str | Path | None = None) -> Model:
     labels = [str(c) for c in spec.get("labels") or []]
     if not labels:
         raise FacsError(f"{meta_path}: no labels")
-    streams = {name: _resolve(folder, s) for name, s in (spec.get("streams") or {}).items()}
+    streams = {name: _resolve(folder, s, name) for name, s in (spec.get("streams") or {}).items()}
     if not streams:
         raise FacsError(f"{meta_path}: no streams")
     unknown = set(streams) - set(STREAMS)

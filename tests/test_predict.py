@@ -209,3 +209,26 @@ def test_model_folder_errors(tmp_path):
     with pytest.raises(FacsError, match="missing.prototxt"):
         load_model(tmp_path)
     assert load_model("geometry").streams == {"geometry": {"method": "rules"}}
+
+
+def test_learned_geometry_stream_from_a_model_folder(tmp_path, short_clip):
+    """{"method": "learned", "classifier": ...} in model.json: the classifier's labels are
+    aligned to the model's; the file may sit in the stream's subfolder (geometry/)."""
+    from facs import geometry as G
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, len(G.INPUT_NAMES))).astype(np.float32)
+    y = (x[:, [0, 1]] > 0).astype(np.uint8)
+    (tmp_path / "geometry").mkdir()
+    G.LearnedGeometry.fit(x, y, ["12", "25"]).save(tmp_path / "geometry" / "classifier.json")
+    spec = {
+        "name": "learned",
+        "labels": ["12", "14", "25"],
+        "streams": {"geometry": {"method": "learned", "classifier": "classifier.json"}},
+    }
+    (tmp_path / "model.json").write_text(json.dumps(spec))
+    r = predict_video(short_clip, load_model(tmp_path))
+    probs = np.array([f["probs"] for f in r["per_frame"]])
+    assert probs.shape == (30, 3) and np.isfinite(probs).all()
+    assert (probs[:, 1] == 0).all()  # AU14: no stream covers it
+    assert probs[:, [0, 2]].std() > 0
