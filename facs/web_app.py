@@ -461,9 +461,17 @@ def run(args: argparse.Namespace) -> int:
     )
     info = app.extensions["facs"]["model_info"]
     trained = info.get("trained_on") or {}
-    print(f"facs serve: model {info['name']} ({info['source']}), streams {info['streams']}")
+    print(
+        f"facs serve: model {info['name']} ({info['source']}), streams "
+        f"{' + '.join(info['streams'])}, {len(info['labels'])} AUs"
+    )
     if trained:
-        print(f"facs serve: trained on {json.dumps(trained)}")
+        subjects = len(trained.get("train_subjects") or [])
+        print(
+            f"facs serve: trained on {trained.get('data')} (profile {trained.get('profile')}, "
+            f"config {trained.get('config')}, {trained.get('label_mode')} labels, "
+            f"{subjects} train subjects)"
+        )
     print(
         f"facs serve: {args.workers} workers + {args.queue} waiting, uploads <= "
         f"{args.max_upload_mb:g} MB, clips <= {args.max_seconds:g} s"
@@ -482,7 +490,11 @@ def run(args: argparse.Namespace) -> int:
         finally:
             close_app(app)
         return 0
-    server = make_server(app, args.host, args.port)
+    try:
+        server = make_server(app, args.host, args.port)
+    except OSError as exc:
+        close_app(app)
+        raise FacsError(f"{args.host}:{args.port}: cannot listen ({exc.strerror or exc})") from None
     print(f"facs serve: http://{args.host}:{server.effective_port}/  (Ctrl-C stops)")
     try:
         server.run()
