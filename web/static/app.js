@@ -3,7 +3,6 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const COLORS = ["#3b5bdb", "#f76707", "#2f9e44", "#ae3ec9", "#e8590c"];
 const PALETTE = ["#3b5bdb", "#f76707", "#12b886", "#ae3ec9", "#e03131"];
 
 // Everything the page knows; exposed for the browser tests and for curious users.
@@ -12,7 +11,6 @@ const state = {
   limits: { max_upload_mb: 64, max_seconds: 30 },
   result: null, // normalised analysis result (see normalise())
   selectedFrame: null,
-  hoverFrame: null,
   videoReady: false,
   busy: false,
   stream: null,
