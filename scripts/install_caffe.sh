@@ -22,7 +22,7 @@ BUILD="$(cd "${BUILD}" && pwd)"
 
 DEBS=(cmake g++ make protobuf-compiler libprotobuf-dev libgoogle-glog-dev libgflags-dev
   libboost-system-dev libboost-thread-dev libboost-filesystem-dev libboost-regex-dev
-  libboost-python-dev libopenblas-dev libhdf5-dev liblmdb-dev)
+  libboost-python-dev libopenblas-dev libhdf5-dev liblmdb-dev libgtest-dev)
 missing=()
 for d in "${DEBS[@]}"; do dpkg -s "$d" >/dev/null 2>&1 || missing+=("$d"); done
 if ((${#missing[@]})); then

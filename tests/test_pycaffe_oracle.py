@@ -73,7 +73,7 @@ snapshot_prefix: "facs"
 """
 
 CAFFE_SCRIPT = """
-import json, sys
+import gc, json, sys
 import numpy as np
 import caffe
 caffe.set_mode_cpu()
@@ -81,6 +81,10 @@ out = {}
 net = caffe.Net("net.prototxt", "init.caffemodel", caffe.TEST)
 net.forward()
 out["forward"] = {k: net.blobs[k].data.tolist() for k in ("conv1", "pool1", "fc1", "loss")}
+# Caffe's DataReader shares one reader thread among live nets with the same layer and source:
+# free this net first, so the solver's net reads the LMDB from its start, alone.
+del net
+gc.collect()
 solver = caffe.SGDSolver("solver.prototxt")
 solver.net.copy_from("init.caffemodel")
 losses = []
