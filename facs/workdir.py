@@ -76,7 +76,7 @@ def data_root(index: dict, work: Path, override: Path | None = None) -> Path:
         return Path(override)
     root = index.get("root")
     if not root:
-        raise FacsError(f"{Path(work) / 'index.json'}: no \"root\" (pass --data)")
+        raise FacsError(f'{Path(work) / "index.json"}: no "root" (pass --data)')
     root = Path(root)
     return root if root.is_absolute() else (Path(work) / root).resolve()
 
@@ -117,7 +117,10 @@ def parallel_map(
                 yield func(item)
                 bar.update(1)
         else:
-            ctx = mp.get_context("fork") if hasattr(os, "fork") else mp.get_context()
+            # forkserver/spawn, never plain fork: a fork of a process whose OpenCV thread pool
+            # already ran deadlocks in the child's first parallel OpenCV call
+            methods = mp.get_all_start_methods()
+            ctx = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
             with ctx.Pool(min(workers, len(items)), initializer=_init_worker) as pool:
                 for result in pool.imap_unordered(func, items):
                     yield result
