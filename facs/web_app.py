@@ -198,22 +198,38 @@ def create_app(
         typical = sum(recent) / len(recent) if recent else 5.0
         return str(max(1, min(60, math.ceil(typical))))
 
-    def analyse(job: Job, path: Path, display_name: str, limit: float) -> dict:
+    def analyse(job: Job, path: Path, name: str, limit: float, streams: list | None) -> dict:
         """Runs on a pool thread, which waits for a worker process to do the analysis."""
         t0 = time.time()
-        result = procs.run(job, path, display_name, limit)
+        result = procs.run(job, path, name, limit, streams)
         durations.append(time.time() - t0)
         del durations[:-32]
         return result
 
-    def start(path: Path, display_name: str, limit: float = max_seconds):
+    def requested_streams() -> list[str] | None:
+        """?streams=a,b: a subset of the model's streams (ValueError names a wrong one)."""
+        raw = request.args.get("streams", "").strip()
+        if not raw:
+            return None
+        names = [s.strip() for s in raw.split(",") if s.strip()]
+        unknown = [s for s in names if s not in model_info["streams"]]
+        if unknown or not names:
+            raise ValueError(
+                f"unknown stream(s) {', '.join(unknown) or raw!r}; this model has "
+                f"{', '.join(model_info['streams'])}"
+            )
+        return names
+
+    def start(path: Path, display_name: str, streams, limit: float = max_seconds):
         """Queue the analysis of `path` (removed afterwards); the response for the client."""
 
         def cleanup() -> None:
             path.unlink(missing_ok=True)
 
         try:
-            job = pool.submit(lambda job: analyse(job, path, display_name, limit), cleanup=cleanup)
+            job = pool.submit(
+                lambda job: analyse(job, path, display_name, limit, streams), cleanup=cleanup
+            )
         except PoolFull:
             return error(
                 503, "all analysis workers are busy, try again shortly", Retry_After=retry_after()
@@ -275,6 +291,10 @@ def create_app(
 
     @app.post("/api/predict")
     def predict_route():
+        try:
+            streams = requested_streams()
+        except ValueError as exc:
+            return error(400, str(exc))
         upload = request.files.get("video")
         if upload is None:
             return error(400, "send the clip as multipart/form-data in the field 'video'")
@@ -287,7 +307,7 @@ def create_app(
         except BaseException:
             path.unlink(missing_ok=True)
             raise
-        return start(path, secure_filename(upload.filename or "") or "upload")
+        return start(path, secure_filename(upload.filename or "") or "upload", streams)
 
     listing: dict = {"at": -1e9, "examples": {}}
 
@@ -312,11 +332,15 @@ def create_app(
         ex = example_or_404(example_id)
         if ex is None:
             return error(404, f"no example clip with id {example_id!r}")
+        try:
+            streams = requested_streams()
+        except ValueError as exc:
+            return error(400, str(exc))
         # Analyse a private copy, so that the upload path's cleanup logic applies unchanged.
         path = upload_dir / f"{secrets.token_hex(16)}.upload"
         shutil.copyfile(ex.path, path)
         # The clip length limit guards uploads; the operator's own examples may be longer.
-        return start(path, ex.id, limit=math.inf)
+        return start(path, ex.id, streams, limit=math.inf)
 
     @app.get("/api/examples/<example_id>/video")
     def example_video(example_id: str):

@@ -71,7 +71,9 @@ def _report(job_id: str, fraction: float, stage: str) -> None:
         _QUEUE.put((job_id, fraction, stage))
 
 
-def analyse(job_id: str, path: str, display_name: str, limit: float) -> dict:
+def analyse(
+    job_id: str, path: str, display_name: str, limit: float, streams: list[str] | None = None
+) -> dict:
     """Check the clip, predict, and return the JSON-ready result (raises JobError)."""
     from facs import predict
 
@@ -91,7 +93,7 @@ def analyse(job_id: str, path: str, display_name: str, limit: float) -> dict:
             _report(job_id, frac, "analysing frames")
 
     try:
-        result = dict(predict.predict_video(Path(path), _MODEL, progress=progress))
+        result = dict(predict.predict_video(Path(path), _MODEL, streams=streams, progress=progress))
     except FacsError as exc:
         raise JobError(422, str(exc).replace(str(path), "the video")) from None
     frames = result.get("per_frame") or []
@@ -163,13 +165,14 @@ class WorkerProcesses:
             for _ in range(self._workers):
                 self._executor.submit(ping)
 
-    def run(self, job, path: Path, display_name: str, limit: float) -> dict:
+    def run(self, job, path: Path, name: str, limit: float, streams: list | None = None) -> dict:
         from concurrent.futures.process import BrokenProcessPool
 
         with self._lock:
             executor = self._executor
         try:
-            return executor.submit(analyse, job.id, str(path), display_name, limit).result()
+            future = executor.submit(analyse, job.id, str(path), name, limit, streams)
+            return future.result()
         except BrokenProcessPool:
             # A worker died (native crash, out of memory): replace the pool, report this job.
             with self._lock:

@@ -178,6 +178,14 @@ def test_no_face_is_200_with_a_message(client, clips):
     assert "no face" in body["message"]
 
 
+def test_streams_parameter(client, clips):
+    r = post_video(client, clips["smile"], url="/api/predict?streams=geometry")
+    assert r.status_code == 200 and r.get_json()["streams"] == ["geometry"]
+    r = post_video(client, clips["smile"], url="/api/predict?streams=spatial")
+    assert r.status_code == 400 and "spatial" in r.get_json()["error"]
+    assert client.post("/api/examples/real-single_face?streams=nope").status_code == 400
+
+
 def test_bad_requests(client):
     assert client.post("/api/predict", data={}).status_code == 400
     assert client.get("/api/predict").status_code == 405

@@ -76,13 +76,16 @@ async function loadModel() {
       bits.push(`trained on ${parts.filter(Boolean).join(", ")}`);
     } else if (t) {
       bits.push(`trained on ${t}`);
+    } else if ((m.streams || []).every((s) => s === "geometry")) {
+      bits.push("no training data (FACS rules)");
     } else {
-      bits.push("no training data (rule-based)");
+      bits.push("training data not recorded");
     }
     bits.push(`${(m.labels || []).length} AUs`);
     const f1 = testF1(m.metrics);
     if (f1 != null) bits.push(`test macro F1 ${f1.toFixed(2)}`);
     $("model-detail").textContent = "· " + bits.join(" · ");
+    buildStreamPicker(m.streams || []);
     $("model-info").classList.add("ready");
     $("model-info").title = m.description || m.source || "";
   } catch (e) {
@@ -105,6 +108,31 @@ function testF1(metrics) {
     if (typeof v === "number") return v;
   }
   return null;
+}
+
+function buildStreamPicker(streams) {
+  // With several streams the user may analyse with a subset (the API's ?streams=).
+  const box = $("stream-picker");
+  if (streams.length < 2) return;
+  for (const s of streams) {
+    const lab = el("label");
+    const cb = el("input");
+    cb.type = "checkbox";
+    cb.checked = true;
+    cb.value = s;
+    lab.appendChild(cb);
+    lab.appendChild(document.createTextNode(s));
+    box.appendChild(lab);
+  }
+  show(box, true);
+}
+
+function streamsQuery() {
+  const boxes = [...document.querySelectorAll("#stream-picker input")];
+  const on = boxes.filter((b) => b.checked).map((b) => b.value);
+  if (!boxes.length || on.length === boxes.length) return "";
+  if (!on.length) throw new Error("choose at least one stream");
+  return `&streams=${encodeURIComponent(on.join(","))}`;
 }
 
 function recordLimit() { return Math.max(1, Math.min(10, Math.floor(state.limits.max_seconds))); }
@@ -311,7 +339,7 @@ async function submit(url, form, title) {
   setProgress(form ? "Uploading" : "Starting", 0);
   document.body.dataset.state = "analysing";
   try {
-    let { status, body, retryAfter } = await post(url, form);
+    let { status, body, retryAfter } = await post(url + streamsQuery(), form);
     if (status === 503) {
       throw new Error(`The server is busy; try again in ${retryAfter || "a few"} seconds.`);
     }
