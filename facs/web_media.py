@@ -41,6 +41,8 @@ _MAGIC: tuple[tuple[int, bytes, str], ...] = (
 )
 
 
+MAX_FPS = 120  # frames per second of clip length an upload may hold
+
 _STILL_FORMATS = {"image2", "gif", "apng", "webp"}
 
 
@@ -63,7 +65,8 @@ class ClipCheck:
     height: int
     frames: int
     duration: float  # seconds, from the decoded frames' timestamps
-    times: tuple[float, ...] = ()  # presentation time of every frame, first frame = 0
+    # presentation time of every frame, first frame = 0
+    times: tuple[float, ...] = field(default=(), repr=False)
 
 
 def sniff(path: Path) -> str | None:
@@ -126,6 +129,9 @@ def check_upload(path: Path, max_seconds: float) -> ClipCheck:
                         raise MediaError(
                             422, f"clip too long: more than {max_seconds:g} s of video"
                         )
+                if frames > MAX_FPS * max_seconds:
+                    # A tiny file can hold a huge number of frames (absurd frame rates).
+                    raise MediaError(422, f"too many frames for {max_seconds:g} s of video")
         except av.error.FFmpegError as exc:
             failed = exc
         fmt, codec = container.format.name, stream.codec_context.name
