@@ -161,11 +161,16 @@ def test_record_with_the_camera(page, server):
     frame = _click_and_seek(page, 0.6)
     assert abs(frame - 0.6 * got["frames"]) <= 0.1 * got["frames"] + 2
     _shot(page, "web-record-results.png")
-    # Playing moves the marker: currentTime advances and the canvas keeps being redrawn.
+    # Playing moves the marker: currentTime advances and the play-head is redrawn further on.
     t0 = page.evaluate("document.getElementById('result-video').currentTime")
+    x0 = float(page.get_attribute("#timeline", "data-marker"))
     page.evaluate("document.getElementById('result-video').play()")
     page.wait_for_function(
         f"document.getElementById('result-video').currentTime > {t0} + 0.2", timeout=10_000
+    )
+    page.wait_for_function(
+        f"parseFloat(document.getElementById('timeline').dataset.marker) > {x0} + 5",
+        timeout=5_000,
     )
     assert list(server.upload_dir.iterdir()) == []
 

@@ -667,6 +667,7 @@ function drawTimeline() {
   if (state.videoReady || video.readyState >= 1) {
     const t = Math.min(video.currentTime || 0, end);
     const px = Math.round(x(t)) + 0.5;
+    canvas.dataset.marker = String(px); // where the play-head was last drawn (tests read it)
     ctx.strokeStyle = "#1d2433";
     ctx.lineWidth = 1.5;
     ctx.beginPath();
