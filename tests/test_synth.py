@@ -97,6 +97,24 @@ def test_xml_markers_agree_with_truth(small_corpus: Path):
     assert len(seen) >= 10  # a small corpus already uses most AUs
 
 
+def test_every_plan_has_separable_events():
+    """Over many clip plans: each AU's events are separate runs of active frames whose first,
+    max and last frames are the markers, after a neutral start, within the clip."""
+    from facs.synth.timeline import plan_clip
+
+    for k in range(400):
+        plan = plan_clip(np.random.default_rng([7, k]))
+        assert 60 <= plan.frames <= 150 and 1 <= len(plan.events)
+        marks: dict[str, list] = {}
+        for ev in plan.events:
+            for au, (on, apex, off, _) in ev.courses.items():
+                marks.setdefault(au, []).append((on, apex, off))
+        for au, v in plan.intensity.items():
+            runs = [(on, on + int(np.argmax(v[on : off + 1])), off) for on, off in _runs(v > 0)]
+            assert runs == sorted(marks[au]), (k, au)
+            assert runs[0][0] >= 8 and runs[-1][2] < plan.frames
+
+
 def test_deterministic(tmp_path: Path):
     a = generate(tmp_path / "a", subjects=2, clips_per_subject=1, seed=3, workers=1, progress=False)
     b = generate(tmp_path / "b", subjects=2, clips_per_subject=1, seed=3, workers=2, progress=False)

@@ -128,7 +128,9 @@ def plan_clip(rng: np.random.Generator) -> ClipPlan:
             if au in _EYE_AUS:
                 busy[onset : offset + 1] = True
         events.append(ev)
-        t = start + length + int(rng.integers(5, 14))  # > jitter: same-AU events never touch
+        # an AU's offset may run up to 4 frames past `length` (jitter): the next event starts
+        # at least 5 frames after that, so one AU's events never touch
+        t = start + length + int(rng.integers(9, 18))
     _add_blinks(rng, n, intensity, events, busy, first=neutral)
     events.sort(key=lambda e: min(c[0] for c in e.courses.values()))
     return ClipPlan(frames=n, events=events, intensity=intensity)
@@ -141,7 +143,7 @@ def _add_blinks(rng, n, intensity, events, busy, first: int) -> None:
         length = int(rng.integers(5, 9))
         onset = int(rng.integers(first, n - length - 1))
         offset = onset + length - 1
-        if busy[max(0, onset - 2) : offset + 3].any():
+        if busy[max(0, onset - 5) : offset + 6].any():
             continue
         rise_end = onset + int(rng.integers(2, 4))
         fall_start = min(offset - 1, rise_end + int(rng.integers(0, 2)))
