@@ -251,17 +251,27 @@ def _net(model: Model, name: str, spec: dict):
 
 
 def _score(vp: VideoPass, model: Model, name: str, spec: dict, records) -> np.ndarray:
-    """Run the stream's net over N records (C x H x W uint8, made batch by batch)."""
+    """Run the stream's net on the records (C x H x W uint8, made batch by batch) of the frames
+    with a face; frames without one score 0 (they are 0 after fusion anyway)."""
     from facs.scores import score_array
 
     net, mean = _net(model, name, spec)
     inp = spec.get("input", {})
-    out = []
-    for i in range(0, vp.frames, BATCH):
-        batch = np.stack([records(t) for t in range(i, min(i + BATCH, vp.frames))])
-        out.append(score_array(net, batch, inp.get("crop"), mean, float(inp.get("scale", 1.0))))
-        vp.tick(len(batch))
-    return np.concatenate(out)
+    out = np.zeros((vp.frames, len(model.labels)), np.float32)
+    todo = [t for t, f in enumerate(vp.faces) if f is not None]
+    vp.tick(vp.frames - len(todo))
+    for i in range(0, len(todo), BATCH):
+        idx = todo[i : i + BATCH]
+        batch = np.stack([records(t) for t in idx])
+        p = score_array(net, batch, inp.get("crop"), mean, float(inp.get("scale", 1.0)))
+        if p.shape[1] != len(model.labels):
+            raise FacsError(
+                f"{spec['deploy']}: the net has {p.shape[1]} outputs, the model "
+                f"{len(model.labels)} labels"
+            )
+        out[idx] = p
+        vp.tick(len(idx))
+    return out
 
 
 def spatial_stream(vp: VideoPass, model: Model, spec: dict) -> np.ndarray:
