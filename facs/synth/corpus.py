@@ -145,7 +145,10 @@ def generate(
             results.append(make_clip(t))
             bar.update()
     else:
-        ctx = multiprocessing.get_context("fork")
+        # not "fork": a fork of a process whose OpenCV/BLAS threads hold a lock can deadlock
+        # (it did under pytest); the fork server imports this module once, then forks workers
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["facs.synth.corpus"])
         with ctx.Pool(workers, initializer=_worker_init) as pool:
             for r in pool.imap_unordered(make_clip, tasks, chunksize=2):
                 results.append(r)
