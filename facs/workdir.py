@@ -7,6 +7,7 @@ import json
 import multiprocessing as mp
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -99,6 +100,9 @@ def _init_worker() -> None:
     import cv2
 
     cv2.setNumThreads(1)  # one clip per process: OpenCV's own threads would oversubscribe
+    # tqdm's default lock is a multiprocessing semaphore; a pool worker is ended by SIGTERM, and
+    # the semaphore would be reported as leaked at exit. Bars only draw in the parent anyway.
+    tqdm.set_lock(threading.RLock())
 
 
 def parallel_map(
