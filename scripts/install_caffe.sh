@@ -3,9 +3,9 @@
 # and install `caffe` into the active venv (.venv). It is a second engine and the oracle of
 # tests/test_pycaffe_oracle.py and bench/engine.py; facs never needs it.
 #
-# Cost: ~300 MB of Debian -dev packages (boost, protobuf, glog, openblas, hdf5, lmdb), a 6 MB
-# source download, and several minutes of compiling on all cores (~10 min on 2 cores); the
-# build tree (build/caffe, ~200 MB) can be deleted afterwards.
+# Cost: a few hundred MB of Debian -dev packages (boost, protobuf, glog, openblas, hdf5, lmdb,
+# gtest), a 6 MB sdist, ~10 min of compiling on 2 idle cores (20 on busy ones); the
+# build tree (build/caffe, 63 MB) can be deleted afterwards (_caffe.so links system libs).
 #
 # The sdist's own setup.py wants conda and Python <= 3.9, so this script runs its CMake
 # directly against Debian's libraries: a small "prefix" of symlinks stands in for the conda
@@ -74,5 +74,5 @@ touch "${SITE}/caffe/proto/__init__.py"
 python -m grpc_tools.protoc -I"${SRC}/src/caffe/proto" --python_out="${SITE}/caffe/proto" \
   "${SRC}/src/caffe/proto/caffe.proto"
 # pycaffe's own Python needs these (caffe.io imports skimage).
-python -m pip install -q --disable-pip-version-check scikit-image six
+python -m pip install -q --disable-pip-version-check "scikit-image>=0.22" "six>=1.16"  # the pycaffe extra
 python -c "import caffe; print('install_caffe: import caffe works, version', caffe.__version__)"
