@@ -14,6 +14,9 @@ Records: frames 0, s, 2s, ... of every clip with a face (s = train_/eval_frame_s
 frame's flow stack (facs.flow; layout x/y: 10 channels, xy: 20). Train spatial records get
 bootstrapped copies (facs.augment); flow records never do.
 
+A config may set a stream to null (e.g. `"spatial": null` in a flow-only variant such as a
+layout-`x` trial) to build only the other stream.
+
 Order: train databases are shuffled with a seeded permutation (Caffe's Data layer reads
 sequentially); val/test are in (clip, frame) order, and the spatial and flow databases of one
 val/test part hold the same (clip, frame) records in the same order, so scores fuse row by row.
@@ -287,6 +290,8 @@ def make_jobs(
     base = {k: v for k, v in opts.items() if k != "configs"}
     for cname in names:
         for stream in streams or STREAMS:
+            if stream in all_configs[cname] and all_configs[cname][stream] is None:
+                continue  # "flow": null -> this config has no flow databases (and likewise)
             for part in wanted_parts:
                 jobs.append(
                     {

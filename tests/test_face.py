@@ -95,3 +95,10 @@ def test_detect_clip_box_api_on_an_array(small_corpus):
     crops = [crop_face(f, track.box, 64) for f in frames[:3]]
     assert crops[0].shape == (64, 64, 3)
     assert FaceParams().every == 10 and FaceParams().scale_factor == 1.1
+
+
+def test_faces_stage_without_index_is_a_clean_error(tmp_path, capsys):
+    from facs.cli import main
+
+    assert main(["faces", "--profile", "quick", "--work", str(tmp_path / "none")]) == 2
+    assert "index.json" in capsys.readouterr().err

@@ -241,3 +241,18 @@ def test_missing_inputs_are_clean_errors(small_work, tmp_path, bad):
         os.symlink(small_work / "faces", work / "faces")
     code = main(["lmdb", "--profile", "quick", "--work", str(work), "--stream", "flow"])
     assert code == 2
+
+
+def test_flow_only_config_with_layout_x(small_work):
+    from facs.lmdb_build import build
+    from facs.profile import load_profile
+
+    profile = load_profile("quick")
+    profile["lmdb"]["configs"]["flow_x"] = {"spatial": None, "flow": {"stride": 1, "layout": "x"}}
+    results = build(small_work, profile, configs=["flow_x"])
+    assert sorted(r["name"] for r in results) == [f"flow_x/{p}_flow" for p in sorted(PARTS)]
+    out = small_work / "lmdb"
+    keys_x, x, _ = read_pair(out / "flow_x/val_flow", out / "flow_x/val_flow_labels")
+    keys_xy, xy, _ = read_pair(out / "faithful/val_flow", out / "faithful/val_flow_labels")
+    assert keys_x == keys_xy and x.shape[1] == 10
+    assert np.array_equal(x, xy[:, 0::2])  # the x channels of the interleaved xy stack
