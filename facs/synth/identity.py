@@ -116,7 +116,7 @@ class Style:
 
 
 def sample_style(rng: np.random.Generator, ident: Identity) -> Style:
-    width = rng.uniform(78, 100)  # drawn face width in pixels
+    width = rng.uniform(68, 90)  # drawn face width in pixels (Haar boxes come out ~75-105)
     scale = min(width / (2 * ident.a), 124 / (2 * ident.b))
     half_w, half_h = ident.a * scale, ident.b * scale
     cx = rng.uniform(half_w + 6, FRAME_W - half_w - 6)
