@@ -133,6 +133,34 @@ def test_deterministic(tmp_path: Path):
     assert len(list(a.glob("Sessions/*"))) == 1
 
 
+def test_unfinished_corpus_is_redone_and_foreign_folders_are_refused(tmp_path: Path, capsys):
+    from facs.cli import main
+
+    out = tmp_path / "corpus"
+    args = ["synth", str(out), "--subjects", "1", "--clips-per-subject", "1", "--workers", "1"]
+    assert main(args) == 0
+    assert "wrote 1 clips" in capsys.readouterr().out
+    video = next(out.glob("Sessions/1/*.avi"))
+    original = video.read_bytes()
+    assert main(args) == 0 and "nothing to do" in capsys.readouterr().out
+    # an interrupted run: no corpus.json, a clip cut short, a temporary file left behind
+    (out / "corpus.json").unlink()
+    video.write_bytes(original[:1000])
+    (video.parent / f".{video.stem}.partial.avi").write_bytes(b"x")
+    assert main(args) == 0 and "wrote 1 clips" in capsys.readouterr().out
+    assert video.read_bytes() == original and (out / "corpus.json").exists()
+    assert sorted(p.name for p in video.parent.iterdir())[0] == f"{video.stem}-oao_aucs.xml"
+    # a real data set (no -truth.json) or a folder holding other files is never overwritten
+    real = tmp_path / "mmi" / "Sessions" / "5"
+    real.mkdir(parents=True)
+    (real / "S001-005.avi").write_bytes(b"not ours")
+    assert (
+        main(["synth", str(tmp_path / "mmi"), "--subjects", "1", "--clips-per-subject", "1"]) == 2
+    )
+    assert "not written by facs synth" in capsys.readouterr().err
+    assert (real / "S001-005.avi").read_bytes() == b"not ours"
+
+
 def test_haar_finds_the_face(small_corpus: Path):
     cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_alt.xml")
     found = total = 0
