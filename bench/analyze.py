@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -131,16 +132,17 @@ def with_geometry(folder: Path, tmp: Path) -> Path:
     return out
 
 
-def run_analyze(clip: Path, model: Path, streams: str, out: Path) -> float:
+def run_analyze(clip: Path, model: Path, streams: str, out: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process, all threads) of one `facs analyze` run."""
     from facs.cli import main
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with contextlib.redirect_stdout(io.StringIO()):
         code = main(["analyze", str(clip), "--model", str(model), "--streams", streams, "-o",
                      str(out), "--quiet"])  # fmt: skip
     if code != 0:
         raise SystemExit(f"facs analyze failed with exit code {code}")
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def components(clip: Path, model_dir: Path) -> list[tuple[str, float]]:
@@ -235,18 +237,27 @@ def main() -> int:
         print(f"torch threads {torch.get_num_threads()}; {args.repeats} repeat(s), median")
         run_analyze(clip, model, "spatial,flow,geometry", tmp / "warm")  # load models once
         times: dict[str, list[float]] = {name: [] for name, _ in configs}
+        cpu: dict[str, list[float]] = {name: [] for name, _ in configs}
         for r in range(args.repeats):
             for name, streams in configs:  # interleaved: background load hits all alike
-                times[name].append(run_analyze(clip, model, streams, tmp / f"o{r}"))
+                wall, used = run_analyze(clip, model, streams, tmp / f"o{r}")
+                times[name].append(wall)
+                cpu[name].append(used)
         base = None
         print(
-            f"{'configuration':40} {'s':>7} {'frames/s':>9} {'x real time':>12} {'vs geometry':>12}"
+            f"{'configuration':40} {'s':>7} {'frames/s':>9} {'x real time':>12} "
+            f"{'vs geometry':>12} {'CPU ms/frame':>13}"
         )
         for name, _ in configs:
             sec = statistics.median(times[name])
             speed = n / sec
             base = base or speed
-            print(f"{name:40} {sec:7.2f} {speed:9.1f} {speed / fps:12.2f} {speed / base:12.2f}")
+            cms = 1000.0 * statistics.median(cpu[name]) / n
+            print(
+                f"{name:40} {sec:7.2f} {speed:9.1f} {speed / fps:12.2f} {speed / base:12.2f} "
+                f"{cms:13.1f}"
+            )
+        print(f"load average while measuring: {os.getloadavg()[0]:.1f} (2 cores, shared)")
         target = n / statistics.median(times[configs[2][0]])
         verdict = "meets" if target >= 25 else "misses"
         print(f"target: all three >= 25 frames/s: {target:.1f} ({verdict})")
