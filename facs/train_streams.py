@@ -21,6 +21,7 @@ the temporal net from scratch.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import time
@@ -164,7 +165,7 @@ def render_solver(template: Path, net_path: Path, prefix: Path, overrides: dict)
         field = sp.DESCRIPTOR.fields_by_name.get(key)
         if field is None:
             raise FacsError(f"profile train settings: solver has no field '{key}'")
-        if field.label == field.LABEL_REPEATED:
+        if hasattr(getattr(sp, key), "extend"):  # a repeated field
             sp.ClearField(key)
             getattr(sp, key).extend(value if isinstance(value, list) else [value])
         else:
@@ -247,19 +248,44 @@ def train_one(
     )
     if column is not None:
         set_label_column(net, column, n_labels)
-    tv = _write(out / "train_val.prototxt", net)
     overrides = dict(settings.get("solver_overrides", {}))
     overrides.setdefault("random_seed", seed)
-    sp = render_solver(_repo_path(settings["solver"]), tv, out / "snap", overrides)
-    solver = _write(out / "solver.prototxt", sp)
-    _write(
-        out / "deploy.prototxt",
-        render_deploy(_repo_path(settings["deploy"]), channels, crop, num_output),
+    sp = render_solver(
+        _repo_path(settings["solver"]), out / "train_val.prototxt", out / "snap", overrides
     )
+    deploy = render_deploy(_repo_path(settings["deploy"]), channels, crop, num_output)
+    scale = 1.0
+    for layer in net.layer:
+        if layer.type == "Data" and not _is_label_layer(layer):
+            if layer.transform_param.HasField("scale"):
+                scale = float(layer.transform_param.scale)
+    # Same prototxts, same LMDBs, same initial weights, same seed: the trained net is the same.
+    from google.protobuf import text_format
+
+    h = hashlib.sha256()
+    for m in (net, sp, deploy):
+        h.update(text_format.MessageToString(m).encode())
+    for part in ("train", "val"):
+        h.update(str(lmdbs[part]["manifest"].get("fingerprint")).encode())
+    if init_weights is not None:
+        h.update(hashlib.sha256(Path(init_weights).read_bytes()).hexdigest().encode())
+    h.update(f"{seed} {device}".encode())
+    fingerprint = h.hexdigest()[:16]
+    done = out / "stream.json"
+    if done.is_file() and (out / "weights.caffemodel").is_file():
+        old = json.loads(done.read_text())
+        if old.get("fingerprint") == fingerprint:
+            print(f"train-stream: {out} is up to date (fingerprint {fingerprint}), skipped")
+            return old
+    done.unlink(missing_ok=True)
+    tv = _write(out / "train_val.prototxt", net)
+    solver = _write(out / "solver.prototxt", sp)
+    _write(out / "deploy.prototxt", deploy)
     t0 = time.perf_counter()
     final = train(solver, weights=init_weights, device=device, seed=seed)
     seconds = time.perf_counter() - t0
     shutil.copyfile(final, out / "weights.caffemodel")
+    assert tv.is_file()
     return {
         "deploy": "deploy.prototxt",
         "weights": "weights.caffemodel",
@@ -268,7 +294,8 @@ def train_one(
         else ("mean.binaryproto" if mean else None),
         "train_seconds": round(seconds, 1),
         "iterations": int(sp.max_iter),
-        "input": {"channels": channels, "size": int(shape[1]), "crop": crop, "scale": 1.0},
+        "fingerprint": fingerprint,
+        "input": {"channels": channels, "size": int(shape[1]), "crop": crop, "scale": scale},
     }
 
 
@@ -287,14 +314,27 @@ def score_part(
         raise FacsError(f"{lmdb['labels']}: keys differ from {lmdb['data']}'s")
     mean_path = stream_dir / "mean.npy"
     mean = load_mean(mean_path if mean_path.is_file() else None)
-    crop = (
-        json.loads((stream_dir / "stream.json").read_text())["input"]["crop"]
-        if (stream_dir / "stream.json").is_file()
-        else None
-    )
+    inp = json.loads((stream_dir / "stream.json").read_text())["input"]
+    crop, scale = inp.get("crop"), float(inp.get("scale", 1.0))
     with tqdm(total=len(keys), desc=f"score {stream_dir.name}", unit="frame") as bar:
-        probs = score_array(net, images, crop, mean, 1.0, batch, bar.update)
+        probs = score_array(net, images, crop, mean, scale, batch, bar.update)
     return keys, probs, labels.astype(np.uint8)
+
+
+def score_cached(stream_dir: Path, lmdb: dict, part: str):
+    """score_part, kept in stream_dir/scores_<part>.npz for the same net and the same LMDB."""
+    fp = json.loads((stream_dir / "stream.json").read_text()).get("fingerprint", "")
+    fp = f"{fp}:{lmdb['manifest'].get('fingerprint')}"
+    cache = stream_dir / f"scores_{part}.npz"
+    if cache.is_file():
+        with np.load(cache) as z:
+            if str(z["fingerprint"]) == fp:
+                return [str(k) for k in z["keys"]], z["probs"], z["labels"]
+    keys, probs, y = score_part(stream_dir, lmdb)
+    np.savez(
+        cache, keys=np.asarray(keys, dtype=str), probs=probs, labels=y, fingerprint=np.asarray(fp)
+    )
+    return keys, probs, y
 
 
 # ---------------------------------------------------------------- one stream of a configuration
@@ -361,7 +401,7 @@ def train_stream(
         entry["input"] = input_settings(profile, config, stream, entry)
         (out / "stream.json").write_text(json.dumps(entry, indent=1) + "\n")
         for part in ("val", "test"):
-            keys, probs, y = score_part(out, lmdbs[part])
+            keys, probs, y = score_cached(out, lmdbs[part], part)
             save_scores(
                 scores_dir / f"{stream}_{part}.npz",
                 keys,
@@ -376,6 +416,10 @@ def train_stream(
 
     _, ytrain = read_datum_lmdb(lmdbs["train"]["labels"], "float_data")
     present = [j for j in range(len(labels)) if ytrain[:, j].sum() > 0]
+    if settings.get("labels"):
+        # A cap for quick runs and tests: the N most frequent labels (ties: label order).
+        keep = sorted(present, key=lambda j: -ytrain[:, j].sum())[: int(settings["labels"])]
+        present = sorted(keep)
     init = None
     if settings.get("init_from"):
         init = mdir / settings["init_from"] / "weights.caffemodel"
@@ -409,7 +453,7 @@ def train_stream(
             "train_seconds": entry["train_seconds"],
         }
         for part in ("val", "test"):
-            keys, probs, y = score_part(out, lmdbs[part])
+            keys, probs, y = score_cached(out, lmdbs[part], part)
             cols[part].append(probs[:, 0])
             keys_of[part], ys[part] = keys, y
     first = entry

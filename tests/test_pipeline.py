@@ -1,0 +1,167 @@
+"""A tiny end-to-end run through the real stages: corpus -> index/split -> faces -> flow ->
+LMDB -> the three trained streams -> fusion -> model folder -> evaluation and figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from facs.cli import main
+from facs.profile import load_profile
+
+ITERS = 12
+
+
+def _tiny_profile(tmp: Path) -> Path:
+    """The quick profile, with fewer frames and a few SGD iterations per net."""
+    p = load_profile("quick")
+    p.pop("_path", None)
+    p["name"] = "tiny"
+    p["lmdb"]["train_frame_stride"] = 6
+    p["lmdb"]["eval_frame_stride"] = 6
+    p["lmdb"]["augment"]["per_frame"] = 1
+    over = {"max_iter": ITERS, "test_interval": 0, "snapshot": 0, "display": 4, "stepsize": 1000}
+    p["train"] = {
+        s: {
+            "prototxt_dir": "prototxt/quick",
+            "batch": {"TRAIN": 16, "TEST": 16},
+            "solver_overrides": dict(over),
+        }
+        for s in ("spatial", "onevsall", "flow")
+    }
+    p["train"]["onevsall"]["init_from"] = "spatial"
+    p["train"]["onevsall"]["labels"] = 2  # the two most frequent labels: enough to test it
+    p["train"]["onevsall"]["solver_overrides"]["max_iter"] = 3
+    path = tmp / "tiny.json"
+    path.write_text(json.dumps(p, indent=1))
+    return path
+
+
+def _cli(*args: str) -> None:
+    assert main(list(args)) == 0, args
+
+
+@pytest.fixture(scope="module")
+def tiny_run(small_corpus: Path, tmp_path_factory) -> dict:
+    tmp = tmp_path_factory.mktemp("pipeline")
+    work, models = tmp / "work", tmp / "models"
+    profile = str(_tiny_profile(tmp))
+    common = ["--profile", profile, "--work", str(work)]
+    _cli("index", str(small_corpus), "-o", str(work / "index.json"), "--quiet")
+    _cli(
+        "split",
+        str(work / "index.json"),
+        "-o",
+        str(work / "split.json"),
+        "--val",
+        "0.25",
+        "--test",
+        "0.25",
+    )
+    _cli("faces", *common, "--workers", "2")
+    _cli("flow", *common, "--workers", "2")
+    _cli("lmdb", *common, "--workers", "2")
+    for config in ("faithful", "best"):
+        for stream in ("spatial", "flow", "onevsall"):
+            _cli(
+                "train-stream",
+                *common,
+                "--config",
+                config,
+                "--stream",
+                stream,
+                "--models",
+                str(models),
+            )
+        _cli("fuse", *common, "--config", config, "--models", str(models))
+    _cli("evaluate", *common, "--models", str(models))
+    return {"work": work, "models": models, "profile": profile, "common": common}
+
+
+def test_split_never_shares_a_subject(tiny_run):
+    """The test records' subjects are never in the training split, nor in the training LMDB."""
+    work = tiny_run["work"]
+    split = json.loads((work / "split.json").read_text())["parts"]
+    assert not set(split["train"]) & set(split["test"])
+    assert not set(split["train"]) & set(split["val"])
+    from facs.scores import load_scores
+
+    test = load_scores(work / "scores" / "best" / "spatial_test.npz")
+    assert set(test["subjects"]) and set(test["subjects"]) <= set(split["test"])
+    manifest = json.loads((work / "lmdb" / "best" / "train_spatial.json").read_text())
+    index = json.loads((work / "index.json").read_text())
+    subject = {c["id"]: str(c["subject"]) for c in index["clips"]}
+    train_subjects = {subject[r[0]] for r in manifest["records"]}
+    assert train_subjects <= set(split["train"])
+    assert not train_subjects & set(test["subjects"])
+
+
+def test_model_folder_and_figures(tiny_run):
+    folder = tiny_run["models"] / "tiny-best"
+    spec = json.loads((folder / "model.json").read_text())
+    assert set(spec["streams"]) == {"spatial", "flow"}
+    assert spec["trained_on"]["config"] == "best"
+    assert spec["streams"]["spatial"]["input"]["channels"] == 6  # frame + frame - median
+    assert spec["streams"]["flow"]["input"]["stride"] == 3
+    assert set(spec["thresholds"]) == set(spec["labels"])
+    assert spec["fusion"]["method"] in ("average", "weighted", "logreg", "svm")
+    assert spec["onevsall"]["nets"]
+    assert "fused" in spec["metrics"] and "baseline" in spec["metrics"]
+    from facs.predict import load_model
+
+    model = load_model(folder)
+    assert model.labels == spec["labels"]
+    report = tiny_run["work"] / "report"
+    for config in ("best",):
+        for fig in (
+            "fig1_label_distribution",
+            "fig5_precision",
+            "fig6_recall",
+            "fig7_summary",
+            "f1",
+        ):
+            png = report / config / f"{fig}.png"
+            assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"
+        m = json.loads((report / config / "metrics.json").read_text())
+        assert set(m["streams"]) == {"spatial", "onevsall", "flow", "fused"}
+        for s in m["streams"].values():
+            assert 0.0 <= s["fixed"]["summary"]["hamming_score"] <= 1.0
+    table = (report / "table.md").read_text()
+    assert "(iv) Fusion" in table and "Frequency baseline" in table
+
+
+def test_same_seed_same_metrics(tiny_run, tmp_path):
+    """Retraining from scratch with the same seed gives a byte-identical metrics JSON (the
+    one-vs-all scores of the first run stay in WORK/scores: its nets are the slow part)."""
+    work = tiny_run["work"]
+    before = (work / "report" / "best" / "metrics.json").read_bytes()
+    models2 = tmp_path / "models"
+    for stream in ("spatial", "flow"):
+        _cli(
+            "train-stream",
+            *tiny_run["common"],
+            "--config",
+            "best",
+            "--stream",
+            stream,
+            "--models",
+            str(models2),
+        )
+    _cli("fuse", *tiny_run["common"], "--config", "best", "--models", str(models2))
+    out = tmp_path / "report"
+    _cli(
+        "evaluate",
+        *tiny_run["common"],
+        "--config",
+        "best",
+        "--models",
+        str(models2),
+        "--out",
+        str(out),
+    )
+    assert (out / "best" / "metrics.json").read_bytes() == before
+    w1 = (tiny_run["models"] / "tiny-best" / "spatial" / "weights.caffemodel").read_bytes()
+    w2 = (models2 / "tiny-best" / "spatial" / "weights.caffemodel").read_bytes()
+    assert w1 == w2
