@@ -100,3 +100,10 @@ def test_flow_stage_files(small_work):
         # outside the face mask nothing moves: exactly 128
         f1 = np.load(small_work / "flow" / "s1" / f"{clip['id']}.npy")
         assert np.abs(f1[:, 0:3, 0:3].astype(int) - 128).max() <= 1
+
+
+def test_flow_rerun_redoes_nothing(small_work, capsys):
+    from facs.cli import main
+
+    assert main(["flow", "--profile", "quick", "--work", str(small_work)]) == 0
+    assert "16 already done, 0 to do" in capsys.readouterr().out
