@@ -8,4 +8,6 @@ if [[ -z "${VIRTUAL_ENV:-}" && -x .venv/bin/python ]]; then source .venv/bin/act
 # DATA is not needed here: the stage reads WORK only.
 PROFILE="${PROFILE:-quick}"
 WORK="${WORK:-work/${PROFILE}}"
-facs lmdb --profile "${PROFILE}" --work "${WORK}" --workers "${WORKERS:-2}"
+# LABEL_MODE (span|markers), when set, overrides the profile's lmdb.label_mode (as 02_index.sh).
+facs lmdb --profile "${PROFILE}" --work "${WORK}" --workers "${WORKERS:-2}" \
+  ${LABEL_MODE:+--label-mode "${LABEL_MODE}"}
