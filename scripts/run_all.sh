@@ -11,7 +11,7 @@ echo "facs run_all: DATA=${DATA} WORK=${WORK} PROFILE=${PROFILE}"
 
 STAGES=(
   01_synth.sh 02_index.sh 03_faces.sh 04_flow.sh 05_lmdb.sh
-  06_train_spatial.sh 07_train_onevsall.sh 08_train_flow.sh 09_fuse.sh 10_evaluate.sh
+  06_train_spatial.sh 07_train_onevsall.sh 08_train_flow.sh 08b_geometry.sh 09_fuse.sh 10_evaluate.sh
 )
 missing=()
 start=$SECONDS
@@ -27,3 +27,8 @@ if ((${#missing[@]})); then
   echo "facs run_all: NOT YET IMPLEMENTED, skipped: ${missing[*]}"
 fi
 echo "facs run_all: done in $((SECONDS - start)) s"
+if [[ -f "${WORK}/report/table.md" ]]; then
+  echo "facs run_all: metrics table ${WORK}/report/table.md; metrics JSON/CSV and figures" \
+    "(fig1_label_distribution, fig5_precision, fig6_recall, fig7_summary, f1 .png) in" \
+    "${WORK}/report/<config>/; models in models/${PROFILE}-<config>/"
+fi
