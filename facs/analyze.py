@@ -142,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
     from facs.predict import load_model, predict_video
 
     videos = expand_videos(args.videos)
+    if len(videos) > 1 and args.out.suffix.lower() in (".csv", ".json"):
+        raise FacsError(f"-o {args.out}: {len(videos)} videos need an output folder, not a file")
     model = load_model(args.model or default_model())
     streams = [s.strip() for s in args.streams.split(",") if s.strip()] if args.streams else None
     bad = [s for s in streams or [] if s not in model.streams]

@@ -117,3 +117,5 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
     video.write_bytes(b"x")
     assert main(["analyze", str(video), "--model", "geometry", "--streams", "flow"]) == 2
     assert "no flow stream" in capsys.readouterr().err
+    assert main(["analyze", str(video), str(video), "-o", str(tmp_path / "a.csv")]) == 2
+    assert "output folder" in capsys.readouterr().err
