@@ -184,8 +184,8 @@ class FaceCanvas:
         a5, a6, a7 = g("5", 0.0), g("6", 0.0), g("7", 0.0)
         close = max(g("43", 0.0), g("45", 0.0))
         ex, ey = FACE_CX + s * d.eye_dx, d.eye_y
-        hu = d.eye_h * (1 + 0.75 * a5 - 0.3 * a7 - 0.1 * a6)
-        hl = d.eye_h * 0.75 * (1 - 0.45 * a6 - 0.55 * a7)
+        hu = d.eye_h * (1 + 1.0 * a5 - 0.4 * a7 - 0.1 * a6)
+        hl = d.eye_h * 0.75 * (1 - 0.45 * a6 - 0.65 * a7)
         hu = hu * (1 - close) - close * hl * 0.4
         hl = hl * (1 - 0.3 * close)
         u = _U9
