@@ -15,8 +15,8 @@ anything).
 from __future__ import annotations
 
 import importlib.util
+import threading
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -78,12 +78,19 @@ def _confidence(score: float) -> float:
     return float(1.0 / (1.0 + np.exp(-2.0 * score)))
 
 
-@lru_cache(maxsize=1)
-def _dlib_models():
-    """dlib's HOG detector and the 68-point predictor, loaded once per process (~0.5 s)."""
-    import dlib
+_LOCAL = threading.local()
 
-    return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(predictor_path()))
+
+def _dlib_models():
+    """dlib's HOG detector and the 68-point predictor, loaded once per thread (~0.5 s): dlib's
+    objects are not safe to share between threads (two threads on one detector crash)."""
+    models = getattr(_LOCAL, "models", None)
+    if models is None:
+        import dlib
+
+        models = dlib.get_frontal_face_detector(), dlib.shape_predictor(str(predictor_path()))
+        _LOCAL.models = models
+    return models
 
 
 class LandmarkTracker:

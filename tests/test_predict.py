@@ -232,3 +232,22 @@ def test_learned_geometry_stream_from_a_model_folder(tmp_path, short_clip):
     assert probs.shape == (30, 3) and np.isfinite(probs).all()
     assert (probs[:, 1] == 0).all()  # AU14: no stream covers it
     assert probs[:, [0, 2]].std() > 0
+
+
+def test_two_threads_at_once(short_clip):
+    """dlib's models are per thread: concurrent analyses (a threaded server) agree, no crash."""
+    import threading
+
+    model = load_model("geometry")
+    out: dict = {}
+
+    def go(k: int) -> None:
+        out[k] = _probs(predict_video(short_clip, model))
+
+    threads = [threading.Thread(target=go, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(out) == 2
+    np.testing.assert_array_equal(out[0], out[1])
