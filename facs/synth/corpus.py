@@ -24,7 +24,7 @@ from facs.synth.render import ClipRenderer
 from facs.synth.timeline import AUS, FPS, plan_clip
 from facs.synth.writer import AviWriter, clip_name, oao_xml, session_xml, truth_json, write_text
 
-VERSION = 1
+VERSION = 2  # bump when the drawing or the plans change: an older corpus is then made again
 _OUR_FILE = re.compile(
     r"^(\.?S\d+-\d+(\.avi|-oao_aucs\.xml|-truth\.json)(\.partial)?|"
     r"\.S\d+-\d+\.partial\.avi|\.?session\.xml(\.partial)?)$"
