@@ -8,15 +8,14 @@ The facs side is prototxt/paper/alexnet_finetune_train_val.prototxt with its Dat
 turned into Input layers (a synthetic in-memory batch), a Caffe SGD update (sgd.sgd_step, the
 solver's update) on the blobs with lr_mult > 0. The PyTorch side is the same AlexNet written by
 hand (nn.Conv2d, LRN, ceil-mode pooling, dropout 0.9) with torch.optim.SGD on the same blobs.
-Iterations alternate between the engines so background load hits both alike; medians are
-printed. "finetune" keeps the prototxt's lr_mult 0 on conv1-fc6 (the paper's AN-Finetune);
+Iterations alternate between the engines (pycaffe too, stepped in a subprocess) so background
+load hits all alike; medians are printed. "finetune" keeps the prototxt's lr_mult 0 on conv1-fc6 (the paper's AN-Finetune);
 "full" trains every blob (full backward pass).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -25,7 +24,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -141,44 +139,57 @@ def torch_side(labels, batch, crop, device, full):
 
 
 PYCAFFE = """
-import json, sys, time
-import numpy as np
+import sys
 import caffe
 caffe.set_mode_cpu()
 solver = caffe.SGDSolver(sys.argv[1])
 net = solver.net
 net.blobs["data"].data[...] = np.random.rand(*net.blobs["data"].data.shape) * 255 - 128
 net.blobs["label"].data[...] = np.random.rand(*net.blobs["label"].data.shape) < 0.2
-times = []
-for i in range(int(sys.argv[2]) + 1):
-    t = time.perf_counter()
+print("ready", flush=True)
+for line in sys.stdin:  # one training iteration per request line
     solver.step(1)
-    times.append(time.perf_counter() - t)
-print(json.dumps(times[1:]))
+    print("done", flush=True)
 """
 
 
-def pycaffe_side(param, iters: int) -> list[float] | None:
-    """Seconds per iteration of real Caffe in a subprocess (its caffe_pb2 and facs' share a
-    protobuf package name, so they never load into one process); None without pycaffe."""
-    probe = subprocess.run([sys.executable, "-c", "import caffe"], capture_output=True)
-    if probe.returncode != 0:
-        return None
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+class PyCaffe:
+    """Real Caffe in a subprocess, stepped one iteration per request so its iterations
+    interleave with the others (its caffe_pb2 and facs' declare the same protobuf package, so
+    they never load into one process)."""
+
+    def __init__(self, param: caffe_pb2.NetParameter):
+        self.tmp = tempfile.TemporaryDirectory()
+        tmp = Path(self.tmp.name)
         write_prototxt(tmp / "net.prototxt", param)
         (tmp / "solver.prototxt").write_text(
             'net: "net.prototxt"\nbase_lr: 0.0001\nlr_policy: "fixed"\nmomentum: 0.9\n'
-            "weight_decay: 0.0005\nmax_iter: 100000\ndisplay: 0\nsolver_mode: CPU\n"
+            "weight_decay: 0.0005\nmax_iter: 100000000\ndisplay: 0\nsolver_mode: CPU\n"
         )
         (tmp / "run.py").write_text(PYCAFFE)
         env = dict(os.environ, GLOG_minloglevel="2")
-        res = subprocess.run([sys.executable, "run.py", "solver.prototxt", str(iters)], cwd=tmp,
-                             capture_output=True, text=True, env=env)  # fmt: skip
-        if res.returncode != 0:
-            print(f"pycaffe failed: {res.stderr[-500:]}")
-            return None
-        return json.loads(res.stdout.strip().splitlines()[-1])
+        self.proc = subprocess.Popen([sys.executable, "run.py", "solver.prototxt"], cwd=tmp,
+                                     env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True)  # fmt: skip
+        if self.proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("pycaffe did not start")
+
+    def __call__(self) -> None:
+        self.proc.stdin.write("step\n")
+        self.proc.stdin.flush()
+        if self.proc.stdout.readline().strip() != "done":
+            raise RuntimeError("pycaffe step failed")
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+        self.tmp.cleanup()
+
+
+def have_pycaffe() -> bool:
+    return (
+        subprocess.run([sys.executable, "-c", "import caffe"], capture_output=True).returncode == 0
+    )
 
 
 def measure(steps: dict, warmup: int, iters: int) -> dict[str, list[float]]:
@@ -208,7 +219,6 @@ def main() -> int:
     print(f"bench/engine.py: {args.prototxt.name}, batch {args.batch}, {args.iters} iterations "
           f"(+{args.warmup} warm-up), device {device}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")  # fmt: skip
-    rows = []
     for mode in args.modes.split(","):
         full = mode == "full"
         param, crop, labels = input_net(args.prototxt, args.batch, full)
@@ -216,19 +226,22 @@ def main() -> int:
             "facs": facs_side(param, crop, labels, args.batch, device),
             "torch": torch_side(labels, args.batch, crop, device, full),
         }
+        caffe = PyCaffe(param) if device.type == "cpu" and have_pycaffe() else None
+        if caffe is not None:
+            steps["pycaffe"] = caffe
         times = measure(steps, args.warmup, args.iters)
-        caffe_times = pycaffe_side(param, args.iters) if device.type == "cpu" else None
+        if caffe is not None:
+            caffe.close()
         med = {k: statistics.median(v) for k, v in times.items()}
         line = (f"{mode:9s} facs {med['facs']:.3f} s/iter   hand-written torch "
                 f"{med['torch']:.3f} s/iter   ratio facs/torch {med['facs'] / med['torch']:.3f}"
                 " (target <= 1.05)")  # fmt: skip
-        if caffe_times:
-            c = statistics.median(caffe_times)
+        if caffe is not None:
+            c = med["pycaffe"]
             line += f"   pycaffe {c:.3f} s/iter   ratio facs/caffe {med['facs'] / c:.3f}"
         else:
             line += "   pycaffe: not installed (scripts/install_caffe.sh)"
         print(line, flush=True)
-        rows.append((mode, med, np.round(times["facs"], 3).tolist()))
     return 0
 
 
