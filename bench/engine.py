@@ -9,8 +9,8 @@ turned into Input layers (a synthetic in-memory batch), a Caffe SGD update (sgd.
 solver's update) on the blobs with lr_mult > 0. The PyTorch side is the same AlexNet written by
 hand (nn.Conv2d, LRN, ceil-mode pooling, dropout 0.9) with torch.optim.SGD on the same blobs.
 Iterations alternate between the engines (pycaffe too, stepped in a subprocess) so background
-load hits all alike; medians are printed. "finetune" keeps the prototxt's lr_mult 0 on conv1-fc6 (the paper's AN-Finetune);
-"full" trains every blob (full backward pass).
+load hits all alike; medians are printed. "finetune" keeps the prototxt's lr_mult 0 on
+conv1-fc6 (the paper's AN-Finetune); "full" trains every blob (full backward pass).
 """
 
 from __future__ import annotations
