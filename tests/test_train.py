@@ -204,8 +204,8 @@ def test_log_lines_in_caffe_format(work):
     assert [r["iteration"] for r in rows if r["output"] == "smoothed_loss"] == list("0123")
 
 
-def test_weights_fine_tuning_names_layers_left_at_fillers(work, capsys):
-    # A caffemodel holding only conv1 and fc1: fc2 keeps its fillers and the log says so.
+def make_donor(work: Path) -> list[caffe_pb2.LayerParameter]:
+    """donor.caffemodel: random conv1 and fc1 blobs only (no fc2)."""
     torch.manual_seed(123)
     donor = Net.from_prototxt(work / "plain.prototxt", "TEST", base_dir=work)
     param = donor.to_proto()
@@ -213,6 +213,12 @@ def test_weights_fine_tuning_names_layers_left_at_fillers(work, capsys):
     del param.layer[:]
     param.layer.extend(keep)
     (work / "donor.caffemodel").write_bytes(param.SerializeToString())
+    return keep
+
+
+def test_weights_fine_tuning_names_layers_left_at_fillers(work, capsys):
+    # A caffemodel holding only conv1 and fc1: fc2 keeps its fillers and the log says so.
+    keep = make_donor(work)
     (work / "ft.prototxt").write_text(solver_text(prefix="snap/ft", max_iter=1, snapshot=None))
     final = train(work / "ft.prototxt", weights=work / "donor.caffemodel")
     out = capsys.readouterr().out
@@ -266,3 +272,17 @@ def test_cli_errors_name_the_file(work, capsys):
     assert cli_main(["train", "--solver", str(work / "bad2.prototxt")]) == 2
     err = capsys.readouterr().err
     assert "layer 'data'" in err and "gone_lmdb" in err
+
+
+def test_solver_weights_field_equals_command_line_weights(work):
+    """`weights:` in the solver (relative to it) fine-tunes exactly like --weights."""
+    make_donor(work)
+    (work / "ftw.prototxt").write_text(
+        'weights: "donor.caffemodel"\n' + solver_text(prefix="snap/ftw", max_iter=1, snapshot=None)
+    )
+    (work / "ftc.prototxt").write_text(solver_text(prefix="snap/ftc", max_iter=1, snapshot=None))
+    a = blobs_of(train(work / "ftw.prototxt", log=False))
+    b = blobs_of(train(work / "ftc.prototxt", weights=work / "donor.caffemodel", log=False))
+    for name, arrays in a.items():
+        for x, y in zip(arrays, b[name], strict=True):
+            assert np.array_equal(x, y), name

@@ -146,6 +146,8 @@ class Solver:
             self.model = torch.nn.parallel.DistributedDataParallel(
                 self.net, device_ids=ids, find_unused_parameters=bool(_off_loss_path(self.net))
             )
+        if sp.snapshot_format == caffe_pb2.SolverParameter.HDF5:
+            raise FacsError(f"{what}: snapshot_format HDF5 is not supported (use BINARYPROTO)")
         prefix = sp.snapshot_prefix or str(self.path.with_suffix(""))
         self.prefix = _resolve(prefix, self.path.parent)
         lp = log_path or Path(f"{self.prefix}_train.log")

@@ -50,9 +50,17 @@ def train(
         solver.restore(resume)  # first, so the log and CSV of the resumed run are continued
     solver.log.line(f"facs train: solver {solver_path}, device {device}, seed {solver.seed}, "
                     f"{solver.world} process(es)")  # fmt: skip
+    # Caffe loads the solver's own `weights:` entries first, then the command line's.
+    for w in solver.sp.weights:
+        solver.load_weights(_resolve_from(w, Path(solver_path).parent))
     if weights is not None:
         solver.load_weights(weights)
     return solver.solve()
+
+
+def _resolve_from(path: str, base: Path) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else base / p
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
