@@ -90,13 +90,20 @@ def evaluate_scores(
         "f1_macro": _round(f[present].mean()) if present.any() else None,
         "f1_micro": _round(f1_score(y_true, y_pred, average="micro", zero_division=0)),
         "roc_auc_macro": _round(float(np.mean(aucs))) if aucs else None,
-        "hamming_score": _round(
-            jaccard_score(y_true, y_pred, average="samples", zero_division=1.0)
-        ),
+        "hamming_score": _round(_hamming_score(y_true, y_pred)),
         "hamming_loss": _round(hamming_loss(y_true, y_pred)),
         "subset_accuracy": _round(accuracy_score(y_true, y_pred)),
     }
     return {"per_label": per_label, "summary": summary}
+
+
+def _hamming_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    # scikit-learn's samplewise Jaccard refuses a single label column; an all-zero extra column
+    # changes no intersection and no union.
+    if y_true.shape[1] == 1:
+        pad = np.zeros((len(y_true), 1), np.uint8)
+        y_true, y_pred = np.hstack([y_true, pad]), np.hstack([y_pred, pad])
+    return float(jaccard_score(y_true, y_pred, average="samples", zero_division=1.0))
 
 
 def frequency_baseline(train_labels: np.ndarray, n: int) -> np.ndarray:

@@ -231,7 +231,8 @@ def train_one(
     train_l, val_l = lmdbs["train"], lmdbs["val"]
     shape = train_l["manifest"]["shape"]  # C, H, W of the stored records
     channels = int(shape[0])
-    crop = int(settings.get("crop") or min(shape[1:]))
+    # The net's input size: the profile's, else the LMDB's crop (the Data layer crops to it).
+    crop = int(settings.get("crop") or train_l["manifest"].get("crop") or min(shape[1:]))
     mean = None
     if train_l.get("mean") is not None:
         mean = out / "mean.binaryproto"
@@ -374,6 +375,23 @@ def _save_prevalence(work: Path, config: str, labels: list[str], train_labels: d
     path.write_text(json.dumps({"records": int(len(y)), "prevalence": prev}, indent=1) + "\n")
 
 
+def pretrained(settings: dict) -> Path | None:
+    """The profile's `weights` for a stream (e.g. bvlc_alexnet.caffemodel for the paper's
+    AN-Finetune), or None; a missing file is said loudly and training starts from the fillers."""
+    if not settings.get("weights"):
+        return None
+    path = _repo_path(settings["weights"])
+    if path.is_file():
+        return path
+    bar = "!" * 78
+    print(
+        f"{bar}\ntrain-stream: pretrained weights {path} not found "
+        "(scripts/fetch_alexnet.sh fetches them where the internet is reachable);\n"
+        f"TRAINING FROM RANDOM INITIALISATION instead: this is not the report's fine-tuning.\n{bar}"
+    )
+    return None
+
+
 def train_stream(
     work: Path,
     profile: dict,
@@ -397,7 +415,10 @@ def train_stream(
     scores_dir = work / "scores" / config
     if stream != "onevsall":
         out = mdir / stream
-        entry = train_one(settings, out, lmdbs, len(labels), seed=seed, device=device)
+        init = pretrained(settings)
+        entry = train_one(
+            settings, out, lmdbs, len(labels), init_weights=init, seed=seed, device=device
+        )
         entry["input"] = input_settings(profile, config, stream, entry)
         (out / "stream.json").write_text(json.dumps(entry, indent=1) + "\n")
         for part in ("val", "test"):
@@ -420,7 +441,7 @@ def train_stream(
         # A cap for quick runs and tests: the N most frequent labels (ties: label order).
         keep = sorted(present, key=lambda j: -ytrain[:, j].sum())[: int(settings["labels"])]
         present = sorted(keep)
-    init = None
+    init = pretrained(settings)
     if settings.get("init_from"):
         init = mdir / settings["init_from"] / "weights.caffemodel"
         if not init.is_file():

@@ -10,5 +10,5 @@ PROFILE="${PROFILE:-quick}"
 WORK="${WORK:-work/${PROFILE}}"
 for config in ${CONFIGS:-faithful best}; do
   facs fuse --profile "${PROFILE}" --work "${WORK}" --config "${config}" \
-    --method "${FUSION:-auto}" --thresholds "${THRESHOLDS:-auto}"
+    ${FUSION:+--method "${FUSION}"} ${THRESHOLDS:+--thresholds "${THRESHOLDS}"}
 done

@@ -78,3 +78,31 @@ def test_single_class_label_falls_back_to_average():
     assert out[:, 1] == pytest.approx(avg[:, 1])
     # Only one stream available at prediction time: weighted average of what is there.
     assert fuse({"spatial": val["spatial"]}, spec) == pytest.approx(val["spatial"])
+
+
+def test_smoothing_within_clips_and_window_choice():
+    from facs.fusion import smooth
+
+    p = np.array([[0.0], [1.0], [0.0], [1.0], [0.0], [0.0]])
+    clips = np.array(["a", "a", "a", "b", "b", "b"])
+    frames = np.array([0, 3, 6, 0, 3, 6])
+    out = smooth(p, 7, frames, clips)  # +-3.5 frames: the neighbours, never the other clip
+    assert out[:, 0] == pytest.approx([0.5, 1 / 3, 0.5, 0.5, 1 / 3, 0.0])
+    assert smooth(p, 0) is not None and smooth(p, 0) == pytest.approx(p)
+    # Noisy frame scores of long events: validation picks a window > 0, and it helps on test.
+    rng = np.random.default_rng(0)
+
+    def clip_scores(n_clips):
+        y = np.zeros((n_clips * 60, 1), np.uint8)
+        for c in range(n_clips):
+            y[c * 60 + 20 : c * 60 + 40] = 1
+        p = np.clip(0.5 * y + rng.normal(0.25, 0.3, y.shape), 0, 1)
+        return y, p, np.tile(np.arange(60), n_clips), np.repeat(np.arange(n_clips), 60)
+
+    y, p, f, c = clip_scores(10)
+    spec = fit_fusion({"spatial": p}, y, "average", frames=f, clips=c, smooth_frames=(0, 5, 9, 15))
+    assert spec["smooth_frames"] > 0
+    yt, pt, ft, ct = clip_scores(10)
+    raw = evaluate_scores(yt, pt, ["a"])["summary"]["f1_macro"]
+    smoothed = evaluate_scores(yt, fuse({"spatial": pt}, spec, ft, ct), ["a"])
+    assert smoothed["summary"]["f1_macro"] > raw
