@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "test-net": ("facs.scores", "score an LMDB split with a trained net"),
     "fuse": ("facs.fusion", "fuse stream scores (average, weighted, learned)"),
     "evaluate": ("facs.evaluate", "metrics and figures on the test subjects"),
+    "kfold": ("facs.kfold", "subject-exclusive k-fold: prepare fold work dirs, aggregate"),
     "geometry": ("facs.geometry_eval", "landmark stream on the corpus: per-AU F1, scores"),
     "analyze": ("facs.analyze", "per-frame AU table (OpenFace-style CSV) for any video"),
     "serve": ("facs.web_app", "run the web demo and REST API"),
