@@ -16,7 +16,7 @@ from facs.errors import FacsError
 
 def _prefixed(entry: dict, prefix: str) -> dict:
     out = dict(entry)
-    for key in ("deploy", "weights", "mean"):
+    for key in ("deploy", "weights", "mean", "classifier"):
         if isinstance(out.get(key), str):
             out[key] = f"{prefix}/{out[key]}"
     return out
@@ -25,7 +25,8 @@ def _prefixed(entry: dict, prefix: str) -> dict:
 def stream_entries(folder: Path) -> tuple[dict, dict | None]:
     """(the CNN streams predict.py runs, the one-vs-all nets or None) found in `folder`."""
     streams = {}
-    for name in ("spatial", "flow"):
+    # geometry/stream.json is written by `facs geometry --models` (scripts/08b_geometry.sh).
+    for name in ("spatial", "flow", "geometry"):
         f = folder / name / "stream.json"
         if f.is_file():
             streams[name] = _prefixed(json.loads(f.read_text()), name)
