@@ -127,7 +127,8 @@ def render_train_val(
         if not _is_label_layer(layer):
             tp = layer.transform_param
             if mean_file is not None:
-                tp.mean_file = str(Path(mean_file).resolve())
+                # Relative paths stay relative: they resolve against the net file's folder.
+                tp.mean_file = str(mean_file)
                 tp.ClearField("mean_value")
             if crop:
                 tp.crop_size = int(crop)
@@ -244,8 +245,15 @@ def train_one(
         "TRAIN": (train_l["data"], train_l["labels"]),
         "TEST": (val_l["data"], val_l["labels"]),
     }
+    # The mean sits beside the rendered net: a relative path keeps the caffemodel free of
+    # machine paths (two identical runs give identical files).
     net = render_train_val(
-        _repo_path(settings["train_val"]), sources, mean, crop, num_output, settings.get("batch")
+        _repo_path(settings["train_val"]),
+        sources,
+        Path(mean.name) if mean is not None else None,
+        crop,
+        num_output,
+        settings.get("batch"),
     )
     if column is not None:
         set_label_column(net, column, n_labels)
