@@ -101,6 +101,17 @@ def set_label_column(net: caffe_pb2.NetParameter, column: int, n_labels: int) ->
         points = []
     layer.slice_param.slice_point.extend(points)
     layer.top.extend(tops)
+    # The columns around `target` feed nothing: a Silence layer consumes them, as in Caffe,
+    # so they do not become net outputs (and fill the log with one line per label).
+    rest = [t for t in tops if t != "target"]
+    layers = [la for la in net.layer if la.name != "label_silence"]
+    if rest:
+        silence = caffe_pb2.LayerParameter(name="label_silence", type="Silence", bottom=rest)
+        silence.include.extend(layer.include)
+        silence.exclude.extend(layer.exclude)
+        layers.insert(layers.index(layer) + 1, silence)
+    del net.layer[:]
+    net.layer.extend(layers)
 
 
 def render_train_val(

@@ -3,6 +3,7 @@ no global shortcut to the labels, and each AU changing its own part of the face.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -24,6 +25,10 @@ def _clips(root: Path) -> list[tuple[Path, str]]:
     return sorted(
         (p.parent, p.name[: -len("-truth.json")]) for p in root.glob("Sessions/*/*-truth.json")
     )
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _truth(folder: Path, name: str) -> dict:
@@ -122,7 +127,7 @@ def test_deterministic(tmp_path: Path):
     files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
     for rel in files:
-        assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
+        assert _digest(a / rel) == _digest(b / rel), rel
     avi = next(a.glob("Sessions/1/*.avi")).name
     assert (a / "Sessions/1" / avi).read_bytes() != (c / "Sessions/1" / avi).read_bytes()
     # a finished corpus is recognised and left alone; other parameters make it again
