@@ -52,21 +52,28 @@ def _open_cv(path: Path) -> cv2.VideoCapture | None:
     return cap
 
 
-def _av_scan(path: Path) -> tuple[int, list[float], int, int]:
-    """Decode every frame with PyAV: (count, timestamps in s, width, height)."""
+def _av_open(path: Path):
+    """Open `path` with PyAV; FacsError naming the file if it is no video at all."""
     import av
 
     try:
         container = av.open(os.fspath(path))
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
         raise FacsError(f"{path}: not a readable video ({exc.__class__.__name__})") from None
-    with container:
-        if not container.streams.video:
-            raise FacsError(f"{path}: has no video stream")
-        stream = container.streams.video[0]
+    if not container.streams.video:
+        container.close()
+        raise FacsError(f"{path}: has no video stream")
+    return container
+
+
+def _av_scan(path: Path) -> tuple[int, list[float], int, int]:
+    """Decode every frame with PyAV: (count, timestamps in s, width, height)."""
+    import av
+
+    with _av_open(path) as container:
         count, times, width, height = 0, [], 0, 0
         try:
-            for frame in container.decode(stream):
+            for frame in container.decode(container.streams.video[0]):
                 count += 1
                 width, height = frame.width, frame.height
                 if frame.pts is not None and frame.time_base is not None:
@@ -140,13 +147,7 @@ def _read_cv(path: Path, stride: int) -> Iterator[np.ndarray]:
 def _read_av(path: Path, stride: int) -> Iterator[np.ndarray]:
     import av
 
-    try:
-        container = av.open(os.fspath(path))
-    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        raise FacsError(f"{path}: not a readable video ({exc.__class__.__name__})") from None
-    with container:
-        if not container.streams.video:
-            raise FacsError(f"{path}: has no video stream")
+    with _av_open(path) as container:
         try:
             for i, frame in enumerate(container.decode(container.streams.video[0])):
                 if i % stride == 0:

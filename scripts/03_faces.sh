@@ -3,9 +3,6 @@
 #   WORK=work/quick PROFILE=quick WORKERS=2 ./scripts/03_faces.sh
 # Work already done (same settings, same inputs) is skipped; only missing or stale items are redone.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-if [[ -z "${VIRTUAL_ENV:-}" && -x .venv/bin/python ]]; then source .venv/bin/activate; fi
+source "$(dirname "$0")/_env.sh"
 # DATA is not needed here: WORK/index.json names the corpus root.
-PROFILE="${PROFILE:-quick}"
-WORK="${WORK:-work/${PROFILE}}"
 facs faces --profile "${PROFILE}" --work "${WORK}" --workers "${WORKERS:-2}"

@@ -6,10 +6,7 @@
 # same LMDBs and prototxts.
 #   CONFIGS="faithful best" PROFILE=quick WORK=work/quick ./scripts/08_train_flow.sh
 set -euo pipefail
-cd "$(dirname "$0")/.."
-if [[ -z "${VIRTUAL_ENV:-}" && -x .venv/bin/python ]]; then source .venv/bin/activate; fi
-PROFILE="${PROFILE:-quick}"
-WORK="${WORK:-work/${PROFILE}}"
+source "$(dirname "$0")/_env.sh"
 for config in ${CONFIGS:-faithful best}; do
   facs train-stream --profile "${PROFILE}" --work "${WORK}" --config "${config}" \
     --stream flow --device "${DEVICE:-cpu}"

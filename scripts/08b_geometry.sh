@@ -6,10 +6,7 @@
 # --streams spatial,flow,geometry` can fuse it) and models/<profile>-<config>/geometry/.
 # About 3 CPU-minutes on the embedded corpus (37k frames), once; later runs reuse the landmarks.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-if [[ -z "${VIRTUAL_ENV:-}" && -x .venv/bin/python ]]; then source .venv/bin/activate; fi
-PROFILE="${PROFILE:-quick}"
-WORK="${WORK:-work/${PROFILE}}"
+source "$(dirname "$0")/_env.sh"
 for config in ${CONFIGS:-faithful best}; do
   facs geometry --profile "${PROFILE}" --work "${WORK}" --config "${config}" \
     --models models --workers "${WORKERS:-2}"

@@ -4,10 +4,7 @@
 # (THRESHOLDS=auto: fixed 0.5 or calibrated, by cross-validation over validation subjects) are
 # saved with the model: models/${PROFILE}-<config>/model.json.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-if [[ -z "${VIRTUAL_ENV:-}" && -x .venv/bin/python ]]; then source .venv/bin/activate; fi
-PROFILE="${PROFILE:-quick}"
-WORK="${WORK:-work/${PROFILE}}"
+source "$(dirname "$0")/_env.sh"
 for config in ${CONFIGS:-faithful best}; do
   facs fuse --profile "${PROFILE}" --work "${WORK}" --config "${config}" \
     ${FUSION:+--method "${FUSION}"} ${THRESHOLDS:+--thresholds "${THRESHOLDS}"}

@@ -3,10 +3,7 @@
 # by side, the frequency baseline, figures (the report's Fig. 1, 5, 6, 7 and per-label F1) and
 # the table WORK/report/table.md; the metrics also go into each model.json.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-if [[ -z "${VIRTUAL_ENV:-}" && -x .venv/bin/python ]]; then source .venv/bin/activate; fi
-PROFILE="${PROFILE:-quick}"
-WORK="${WORK:-work/${PROFILE}}"
+source "$(dirname "$0")/_env.sh"
 args=()
 for config in ${CONFIGS:-faithful best}; do args+=(--config "${config}"); done
 facs evaluate --profile "${PROFILE}" --work "${WORK}" "${args[@]}"
