@@ -283,12 +283,9 @@ def model_metrics(result: dict, thresholds: dict[str, float] | None) -> dict:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from facs.profile import default_profile
+    from facs.profile import add_common_arguments
 
-    parser.add_argument(
-        "--work", type=Path, help="work directory (default $WORK or work/<profile>)"
-    )
-    parser.add_argument("--profile", default=default_profile(), help="profile name or path")
+    add_common_arguments(parser, workers=False)
     parser.add_argument("--config", action="append", help="configuration(s) under WORK/scores/")
     parser.add_argument(
         "--thresholds",

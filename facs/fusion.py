@@ -249,12 +249,9 @@ def fit_fusion(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from facs.profile import default_profile
+    from facs.profile import add_common_arguments
 
-    parser.add_argument(
-        "--work", type=Path, help="work directory (default $WORK or work/<profile>)"
-    )
-    parser.add_argument("--profile", default=default_profile(), help="profile name or path")
+    add_common_arguments(parser, workers=False)
     parser.add_argument("--config", default="best", help="configuration name under WORK/scores/")
     parser.add_argument("--streams", default="spatial,flow", help="streams to fuse")
     parser.add_argument(

@@ -67,8 +67,8 @@ def default_work(profile_name: str) -> Path:
     return Path(os.environ.get("WORK", f"work/{profile_name}"))
 
 
-def add_common_arguments(parser) -> None:
-    """--profile, --work, --workers: the options every preprocessing stage shares."""
+def add_common_arguments(parser, workers: bool = True) -> None:
+    """--profile, --work (and --workers): the options every stage after `facs split` shares."""
     parser.add_argument(
         "--profile",
         default=default_profile(),
@@ -77,6 +77,7 @@ def add_common_arguments(parser) -> None:
     parser.add_argument(
         "--work", type=Path, default=None, help="work directory; default $WORK or work/<profile>"
     )
-    parser.add_argument(
-        "--workers", type=int, default=1, help="parallel processes (one clip or database each)"
-    )
+    if workers:
+        parser.add_argument(
+            "--workers", type=int, default=1, help="parallel processes (one clip or database each)"
+        )

@@ -9,6 +9,12 @@ import pytest
 from facs import geometry as G
 from facs.landmarks import MIRROR
 
+# One person's neutral feature vector (geometry.FEATURES order), for synthetic feature tracks.
+NEUTRAL = np.array(
+    [0.7, 0.55, 0.4, 0.15, -0.07, 0.22, -1.27, 0.43, 0.73, -1.95, -0.17, 0.01, 0.40, 3.2, 1.0],
+    np.float32,
+)
+
 
 def _face_points(seed: int = 0) -> np.ndarray:
     """A plausible 68-point face (pixels) from a real frame's landmarks, jittered."""
@@ -68,26 +74,7 @@ def test_neutral_calibration_when_the_expression_dominates():
     # 15 neutral frames, then 45 frames of raised lip corners: the median would be the smile.
     rng = np.random.default_rng(1)
     f = np.tile(
-        np.array(
-            [
-                0.7,
-                0.55,
-                0.4,
-                0.15,
-                -0.07,
-                0.22,
-                -1.27,
-                0.43,
-                0.73,
-                -1.95,
-                -0.17,
-                0.01,
-                0.40,
-                3.2,
-                1.0,
-            ],
-            np.float32,
-        ),
+        NEUTRAL,
         (60, 1),
     )
     f += rng.normal(0, 0.005, f.shape).astype(np.float32)
@@ -106,26 +93,7 @@ def test_neutral_calibration_when_the_expression_dominates():
 
 def test_blink_is_au45_and_long_closure_au43():
     f = np.tile(
-        np.array(
-            [
-                0.7,
-                0.55,
-                0.4,
-                0.15,
-                -0.07,
-                0.22,
-                -1.27,
-                0.43,
-                0.73,
-                -1.95,
-                -0.17,
-                0.01,
-                0.40,
-                3.2,
-                1.0,
-            ],
-            np.float32,
-        ),
+        NEUTRAL,
         (100, 1),
     )
     f[20:23, G.FI["eye_open"]] = 0.03  # 3 frames at 25 fps: a blink
