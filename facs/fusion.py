@@ -6,10 +6,15 @@ A fusion spec is plain JSON, saved in model.json:
     {"method": "weighted", "streams": [...], "weights": {"spatial": 0.6, "flow": 0.4}}
     {"method": "logreg" | "svm", "streams": [...], "weights": {...},
      "coef": [[...], ...], "intercept": [...]}
+    {"method": "temporal", ..., "context": [3, 9, 18], "mean": [...], "std": [...]}
 
 Learned fusion fits, per label, a linear model on the concatenated logits of all streams
 (stream order = "streams", then label order); its output goes through a sigmoid, so 0.5 stays the
-decision point. The SVM's margins are mapped to probabilities by a Platt fit on the same frames.
+decision point. `temporal` is logistic regression on a frame's logits plus their means over
++-3, +-9 and +-18 frames of the same clip (standardised by the fitted mean/std): an AU lasts
+seconds, so neighbouring frames say where an onset starts, and how long the eyes stay shut
+separates a blink (AU45) from closed eyes (AU43), which single frames cannot.
+The SVM's margins are mapped to probabilities by a Platt fit on the same frames.
 A label that has a single class in the fitting frames has `null` coefficients and falls back to
 the weighted average, and so does every label when a stream the model needs is missing (a user
 may run a subset of streams).
@@ -30,7 +35,10 @@ from sklearn.svm import LinearSVC
 
 from facs.errors import FacsError
 
-METHODS = ("average", "weighted", "logreg", "svm")
+METHODS = ("average", "weighted", "logreg", "svm", "temporal")
+LEARNED = ("logreg", "svm", "temporal")
+CONTEXT = (3, 9, 18)  # frames either side of a frame: the temporal fusion's context windows
+TEMPORAL_C = 0.3
 EPS = 1e-5
 
 
@@ -91,11 +99,36 @@ def fuse(
     """Combine stream probabilities (each N x L) into N x L fused probabilities by `spec`, then
     smooth over `spec["smooth_frames"]` frames if the spec says so (rows = consecutive frames of
     one clip unless `frames` / `clips` say otherwise)."""
-    out = _combine(scores, spec)
+    out = _combine(scores, spec, frames, clips)
     return smooth(out, float(spec.get("smooth_frames") or 0), frames, clips)
 
 
-def _combine(scores: dict[str, np.ndarray], spec: dict) -> np.ndarray:
+def context_features(
+    scores: dict[str, np.ndarray],
+    streams: list[str],
+    context: tuple[int, ...] | list[int] = (),
+    frames: np.ndarray | None = None,
+    clips: np.ndarray | None = None,
+) -> np.ndarray:
+    """N x (S*L*(1+len(context))): every stream's logits, then their means over +-w frames of
+    the same clip for each w in `context`."""
+    x = np.concatenate([_logit(scores[s]) for s in streams], axis=1)
+    return np.concatenate([x] + [smooth(x, 2 * w + 1, frames, clips) for w in context], axis=1)
+
+
+def _features(scores, spec, frames=None, clips=None) -> np.ndarray:
+    x = context_features(scores, spec["streams"], spec.get("context") or (), frames, clips)
+    if spec.get("mean") is not None:
+        if len(spec["mean"]) != x.shape[1]:
+            raise FacsError(
+                f"fusion: the {spec.get('method')} model was fitted on {len(spec['mean'])} "
+                f"features, these scores give {x.shape[1]} (different streams or labels)"
+            )
+        x = (x - np.asarray(spec["mean"])) / np.asarray(spec["std"])
+    return x
+
+
+def _combine(scores: dict[str, np.ndarray], spec: dict, frames=None, clips=None) -> np.ndarray:
     if not scores:
         raise FacsError("fusion: no stream scores to fuse")
     method = spec.get("method", "average")
@@ -107,10 +140,15 @@ def _combine(scores: dict[str, np.ndarray], spec: dict) -> np.ndarray:
         return _weighted(scores, weights)
     if method not in METHODS:
         raise FacsError(f"fusion: unknown method {method!r}; choose from {', '.join(METHODS)}")
-    x = np.concatenate([_logit(scores[s]) for s in streams], axis=1)
+    x = _features(scores, {**spec, "streams": streams}, frames, clips)
     out = _weighted(scores, weights)
     for j, (coef, b) in enumerate(zip(spec["coef"], spec["intercept"], strict=True)):
         if coef is not None:
+            if len(coef) != x.shape[1]:
+                raise FacsError(
+                    f"fusion: the {method} model was fitted on {len(coef)} features, "
+                    f"these scores give {x.shape[1]} (different streams or labels)"
+                )
             out[:, j] = _sigmoid(x @ np.asarray(coef, np.float64) + float(b))
     return out
 
@@ -123,8 +161,8 @@ def _macro_f1(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def _fit_linear(x: np.ndarray, y: np.ndarray, method: str, seed: int) -> tuple[list, float]:
-    if method == "logreg":
-        m = LogisticRegression(C=1.0, max_iter=2000)
+    if method in ("logreg", "temporal"):
+        m = LogisticRegression(C=TEMPORAL_C if method == "temporal" else 1.0, max_iter=2000)
         m.fit(x, y)
         return m.coef_[0].tolist(), float(m.intercept_[0])
     svm = LinearSVC(C=0.1, max_iter=20000, random_state=seed)
@@ -135,8 +173,19 @@ def _fit_linear(x: np.ndarray, y: np.ndarray, method: str, seed: int) -> tuple[l
     return (a * svm.coef_[0]).tolist(), a * float(svm.intercept_[0]) + c
 
 
-def _fit_learned(scores, y, streams, method, weights, seed=0) -> dict:
-    x = np.concatenate([_logit(scores[s]) for s in streams], axis=1)
+def _fit_learned(scores, y, streams, method, weights, seed=0, frames=None, clips=None) -> dict:
+    spec: dict = {"method": method, "streams": streams, "weights": weights}
+    if method == "temporal":
+        x = context_features(scores, streams, CONTEXT, frames, clips)
+        mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
+        spec.update(
+            context=list(CONTEXT),
+            mean=[round(float(v), 6) for v in mean],
+            std=[round(float(v), 6) for v in std],
+        )
+        x = _features(scores, spec, frames, clips)  # with the rounded mean/std fuse() will use
+    else:
+        x = context_features(scores, streams)
     coefs, intercepts = [], []
     for j in range(y.shape[1]):
         col = y[:, j].astype(int)
@@ -147,13 +196,7 @@ def _fit_learned(scores, y, streams, method, weights, seed=0) -> dict:
         else:
             coefs.append(None)
             intercepts.append(0.0)
-    return {
-        "method": method,
-        "streams": streams,
-        "weights": weights,
-        "coef": coefs,
-        "intercept": intercepts,
-    }
+    return {**spec, "coef": coefs, "intercept": intercepts}
 
 
 def _fit_weights(scores, y, streams) -> tuple[dict[str, float], float]:
@@ -181,18 +224,20 @@ def _fit_weights(scores, y, streams) -> tuple[dict[str, float], float]:
     return best[2], best[0]
 
 
-def _cv_predict(scores, y, streams, method, groups, weights, seed) -> np.ndarray:
+def _cv_predict(scores, y, streams, method, groups, weights, seed, frames, clips) -> np.ndarray:
+    """Out-of-fold predictions (folds by `groups`, whole clips stay in one fold)."""
     n = len(y)
+    frames = np.arange(n) if frames is None else np.asarray(frames)
+    clips = np.zeros(n, dtype=int) if clips is None else np.asarray(clips)
     if groups is not None and len(set(groups)) >= 3:
         splits = GroupKFold(n_splits=min(5, len(set(groups)))).split(np.zeros(n), groups=groups)
     else:
         splits = KFold(n_splits=5).split(np.zeros(n))
     out = np.zeros(y.shape)
     for tr, te in splits:
-        spec = _fit_learned(
-            {s: scores[s][tr] for s in streams}, y[tr], streams, method, weights, seed
-        )
-        out[te] = fuse({s: scores[s][te] for s in streams}, spec)
+        sub = {s: scores[s][tr] for s in streams}
+        spec = _fit_learned(sub, y[tr], streams, method, weights, seed, frames[tr], clips[tr])
+        out[te] = fuse({s: scores[s][te] for s in streams}, spec, frames[te], clips[te])
     return out
 
 
@@ -209,9 +254,27 @@ def fit_fusion(
     clips: np.ndarray | None = None,
     smooth_frames: tuple[float, ...] = (0,),
 ) -> dict:
-    """Fit a fusion spec on validation frames. `auto` picks the method with the best validation
-    macro F1, the learned ones judged on cross-validated predictions (grouped by `groups`, e.g.
-    subject) so that they do not win by fitting the frames they are judged on."""
+    """Fit a fusion spec on validation frames (see fit_fusion_cv)."""
+    return fit_fusion_cv(
+        val_scores, val_labels, method, groups, seed, frames, clips, smooth_frames
+    )[0]
+
+
+def fit_fusion_cv(
+    val_scores: dict[str, np.ndarray],
+    val_labels: np.ndarray,
+    method: str = "auto",
+    groups: np.ndarray | None = None,
+    seed: int = 0,
+    frames: np.ndarray | None = None,
+    clips: np.ndarray | None = None,
+    smooth_frames: tuple[float, ...] = (0,),
+) -> tuple[dict, np.ndarray]:
+    """Fit a fusion spec on validation frames; also return the validation predictions it was
+    judged by. `auto` picks the method with the best validation macro F1, the learned ones
+    judged on cross-validated predictions (grouped by `groups`, e.g. subject) so that they do
+    not win by fitting the frames they are judged on; thresholds calibrated afterwards should
+    use these out-of-fold predictions for the same reason."""
     streams = sorted(val_scores, key=lambda s: (s != "spatial", s))
     y = np.asarray(val_labels).astype(np.uint8)
     weights, wf1 = _fit_weights(val_scores, y, streams)
@@ -227,22 +290,24 @@ def fit_fusion(
         elif m == "weighted":
             preds[m] = _weighted(val_scores, weights)
         else:
-            preds[m] = _cv_predict(val_scores, y, streams, m, groups, weights, seed)
+            preds[m] = _cv_predict(val_scores, y, streams, m, groups, weights, seed, frames, clips)
         val_f1[m] = _macro_f1(y, preds[m])
     chosen = max(candidates, key=lambda m: (round(val_f1[m], 6), -candidates.index(m)))
-    if chosen in ("logreg", "svm"):
-        spec = _fit_learned(val_scores, y, streams, chosen, weights, seed)
+    if chosen in LEARNED:
+        spec = _fit_learned(val_scores, y, streams, chosen, weights, seed, frames, clips)
     elif chosen == "weighted":
         spec = {"method": "weighted", "streams": streams, "weights": weights}
     else:
         spec = {"method": "average", "streams": streams}
     spec["val_f1_macro"] = {m: round(v, 6) for m, v in val_f1.items()}
+    pred = preds[chosen]
     if len(smooth_frames) > 1 or smooth_frames[0]:
         # The window (frames) with the best validation macro F1; ties go to the shortest.
         f1s = {w: _macro_f1(y, smooth(preds[chosen], w, frames, clips)) for w in smooth_frames}
         spec["smooth_frames"] = max(smooth_frames, key=lambda w: (round(f1s[w], 6), -w))
         spec["val_f1_macro_smooth"] = {str(w): round(v, 6) for w, v in f1s.items()}
-    return spec
+        pred = smooth(pred, spec["smooth_frames"], frames, clips)
+    return spec, pred
 
 
 # ---------------------------------------------------------------- command line
@@ -315,7 +380,7 @@ def run(args: argparse.Namespace) -> int:
             raise FacsError(f"{folder / (s + '_val.npz')}: frames differ from {streams[0]}'s")
     groups = ref.get("subjects")
     vf, vc = key_frames(ref["keys"])
-    spec = fit_fusion(
+    spec, val_pred = fit_fusion_cv(
         {s: val[s]["probs"] for s in streams},
         ref["labels"],
         args.method,
@@ -329,7 +394,11 @@ def run(args: argparse.Namespace) -> int:
     fused = {}
     for part, d in (("val", val), ("test", test)):
         pf, pc = key_frames(d[streams[0]]["keys"])
-        fused[part] = fuse({s: d[s]["probs"] for s in streams}, spec, pf, pc)
+        if part == "val":
+            # out-of-fold for a learned fusion: what it was judged and its thresholds chosen by
+            fused[part] = val_pred
+        else:
+            fused[part] = fuse({s: d[s]["probs"] for s in streams}, spec, pf, pc)
         base = d[streams[0]]
         save_scores(
             folder / f"fused_{part}.npz",
@@ -345,6 +414,8 @@ def run(args: argparse.Namespace) -> int:
     )
     labels = list(ref["label_names"])
     methods = T_METHODS if args.thresholds == "auto" else (args.thresholds,)
+    # Thresholds from the validation predictions the fusion was judged by (out-of-fold for a
+    # learned fusion: its in-sample scores on validation are too confident).
     tm, thr, cv = choose(ref["labels"], fused["val"], groups, methods)
     mdir = args.models / f"{profile['name']}-{args.config}"
     if (mdir / "spatial" / "stream.json").is_file() or (mdir / "flow" / "stream.json").is_file():

@@ -359,6 +359,18 @@ def _fuse(scores: dict[str, np.ndarray], spec: dict) -> np.ndarray:
     return out
 
 
+def _fusion_for(spec: dict, names: list[str]) -> dict:
+    """The model's fusion for the streams run: a learned fusion needs exactly the streams it was
+    fitted on; for a subset (the page's stream picker) their validation weights stand in."""
+    fitted = list(spec.get("streams") or names)
+    if set(fitted) == set(names):
+        return {**spec, "streams": fitted}
+    weights = {s: w for s, w in (spec.get("weights") or {}).items() if s in names}
+    method = "average" if spec.get("method") == "average" else "weighted"
+    out = {"method": method, "streams": names, "weights": weights or {s: 1.0 for s in names}}
+    return {**out, "smooth_frames": spec.get("smooth_frames") or 0}
+
+
 def top5(probs: np.ndarray, labels: list[str]) -> list[tuple[str, float]]:
     order = np.argsort(-np.nan_to_num(probs, nan=-1.0), kind="stable")[:5]
     return [(labels[i], float(probs[i])) for i in order]
@@ -399,8 +411,8 @@ def predict_video(
     scores = {s: STREAMS[s](vp, model, model.streams[s]) for s in names}
     if progress is not None:
         progress(total, total)
-    fused = _fuse(scores, {**model.fusion, "streams": names} if streams else model.fusion)
     face = np.array([f is not None for f in vp.faces], dtype=bool)
+    fused = _fuse(scores, _fusion_for(model.fusion, names))
     fused[~face] = 0.0
     labels = model.labels
     if face.any():

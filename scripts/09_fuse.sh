@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Stage 09: (iv) fusion of the stream scores (spatial, flow; + landmarks), per configuration in CONFIGS. The
-# method (average, weighted, logreg, svm; FUSION=auto picks by validation) and the thresholds
+# method (average, weighted, logreg, svm, temporal; FUSION=auto picks by validation) and the thresholds
 # (THRESHOLDS=auto: fixed 0.5 or calibrated, by cross-validation over validation subjects) are
 # saved with the model: models/${PROFILE}-<config>/model.json.
 set -euo pipefail

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from facs.errors import FacsError
-from facs.fusion import fit_fusion, fuse
+from facs.fusion import fit_fusion, fit_fusion_cv, fuse
 from facs.metrics import evaluate_scores
 
 
@@ -64,8 +64,9 @@ def test_learned_fusion_beats_either_stream_and_is_json():
     assert set(w["weights"]) == {"spatial", "flow"}
     assert sum(w["weights"].values()) == pytest.approx(1.0)
     auto = fit_fusion(val, y, "auto", groups=groups)
-    assert auto["method"] in ("logreg", "svm")  # learned fusion wins on complementary streams
-    assert set(auto["val_f1_macro"]) == {"average", "weighted", "logreg", "svm"}
+    # learned fusion wins on complementary streams
+    assert auto["method"] in ("logreg", "svm", "temporal")
+    assert set(auto["val_f1_macro"]) == {"average", "weighted", "logreg", "svm", "temporal"}
 
 
 def test_single_class_label_falls_back_to_average():
@@ -106,3 +107,51 @@ def test_smoothing_within_clips_and_window_choice():
     raw = evaluate_scores(yt, pt, ["a"])["summary"]["f1_macro"]
     smoothed = evaluate_scores(yt, fuse({"spatial": pt}, spec, ft, ct), ["a"])
     assert smoothed["summary"]["f1_macro"] > raw
+
+
+def _blinks_and_closures(n_clips: int, seed: int):
+    """Eyes shut briefly (label 'blink', 4 frames) or long (label 'closed', 30 frames): an
+    'eyes shut' detector scores both the same, frame by frame; only duration tells them apart."""
+    rng = np.random.default_rng(seed)
+    n = 90
+    y = np.zeros((n_clips * n, 2), np.uint8)
+    for c in range(n_clips):
+        if c % 2:
+            y[c * n + 30 : c * n + 34, 0] = 1  # blink
+        else:
+            y[c * n + 30 : c * n + 60, 1] = 1  # closed
+    shut = y.max(axis=1, keepdims=True)
+    z = np.where(shut == 1, 2.0, -2.0) + rng.normal(0, 0.7, shut.shape)
+    p = np.repeat(1 / (1 + np.exp(-z)), 2, axis=1)  # the same score for both labels
+    frames = np.tile(np.arange(n), n_clips)
+    clips = np.repeat(np.arange(n_clips), n)
+    return y, {"spatial": p}, frames, clips
+
+
+def test_temporal_fusion_uses_duration_and_predicts_without_clip_info():
+    y, val, f, c = _blinks_and_closures(24, seed=0)
+    yt, test, ft, ct = _blinks_and_closures(24, seed=1)
+    groups = c // 2
+    names = ["blink", "closed"]
+    per_frame = fit_fusion(val, y, "logreg", groups=groups, frames=f, clips=c)
+    temporal = fit_fusion(val, y, "temporal", groups=groups, frames=f, clips=c)
+    temporal = json.loads(json.dumps(temporal))
+    assert temporal["context"] == [3, 9, 18] and len(temporal["coef"][0]) == 2 * 4
+    f1_frame = evaluate_scores(yt, fuse(test, per_frame, ft, ct), names)["summary"]["f1_macro"]
+    f1_time = evaluate_scores(yt, fuse(test, temporal, ft, ct), names)["summary"]["f1_macro"]
+    assert f1_time > 0.9 > f1_frame + 0.2, (f1_time, f1_frame)
+    # One clip at prediction time (facs analyze, the web demo): rows are its frames in order.
+    one = slice(0, 90)
+    alone = fuse({"spatial": test["spatial"][one]}, temporal)
+    assert alone == pytest.approx(fuse(test, temporal, ft, ct)[one])
+    auto, oof = fit_fusion_cv(val, y, "auto", groups=groups, frames=f, clips=c)
+    assert auto["method"] == "temporal"
+    # the validation predictions it returns (for thresholds) are out-of-fold, not in-sample
+    assert oof.shape == y.shape and not np.allclose(oof, fuse(val, auto, f, c))
+    assert evaluate_scores(y, oof, names)["summary"]["f1_macro"] > 0.9
+    # A stream set other than the fitted one is an error that says so, not a shape crash.
+    with pytest.raises(FacsError, match="fitted on 8 features"):
+        fuse(
+            {"spatial": test["spatial"], "flow": test["spatial"]},
+            {**temporal, "streams": ["spatial", "flow"]},
+        )
