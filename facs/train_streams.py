@@ -320,41 +320,76 @@ def train_one(
 
 
 def score_part(
-    stream_dir: Path, lmdb: dict, batch: int = 256
-) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Keys, probabilities and labels of one LMDB split under the packaged net in stream_dir."""
+    stream_dirs: list[Path], lmdb: dict, batch: int = 256
+) -> tuple[list[str], list[np.ndarray], np.ndarray]:
+    """Keys, per net probabilities and labels of one LMDB split under the packaged nets in
+    stream_dirs, in one pass: the records are read and transformed once for all of them (the
+    one-vs-all nets share their input; each net's own mean and input settings are checked)."""
     from tqdm import tqdm
 
-    from facs.scores import load_mean, load_net, read_datum_lmdb, score_array
+    from facs.scores import load_mean, load_net, net_probs, read_datum_lmdb, transform
 
-    net = load_net(stream_dir / "deploy.prototxt", stream_dir / "weights.caffemodel")
     keys, images = read_datum_lmdb(lmdb["data"], "data")
     lkeys, labels = read_datum_lmdb(lmdb["labels"], "float_data")
     if lkeys != keys:
         raise FacsError(f"{lmdb['labels']}: keys differ from {lmdb['data']}'s")
-    mean_path = stream_dir / "mean.npy"
-    mean = load_mean(mean_path if mean_path.is_file() else None)
-    inp = json.loads((stream_dir / "stream.json").read_text())["input"]
-    crop, scale = inp.get("crop"), float(inp.get("scale", 1.0))
-    with tqdm(total=len(keys), desc=f"score {stream_dir.name}", unit="frame") as bar:
-        probs = score_array(net, images, crop, mean, scale, batch, bar.update)
-    return keys, probs, labels.astype(np.uint8)
+    groups: dict[tuple, list[int]] = {}  # input settings -> nets that take them
+    nets, setups = [], []
+    for i, d in enumerate(stream_dirs):
+        nets.append(load_net(d / "deploy.prototxt", d / "weights.caffemodel"))
+        mean_path = d / "mean.npy"
+        mean = load_mean(mean_path if mean_path.is_file() else None)
+        inp = json.loads((d / "stream.json").read_text())["input"]
+        setups.append((inp.get("crop"), float(inp.get("scale", 1.0)), mean))
+        digest = None if mean is None else hashlib.sha256(mean.tobytes()).hexdigest()
+        groups.setdefault((inp.get("crop"), setups[-1][1], digest), []).append(i)
+    import torch
+
+    from facs.scores import input_name
+
+    probs: list[list[np.ndarray]] = [[] for _ in nets]
+    name = "onevsall" if len(nets) > 1 else stream_dirs[0].name
+    with torch.no_grad(), tqdm(total=len(keys), desc=f"score {name}", unit="frame") as bar:
+        for net in nets:
+            net.eval()
+        for b in range(0, len(images), batch):
+            for members in groups.values():
+                crop, scale, mean = setups[members[0]]
+                x = transform(images[b : b + batch], crop, mean, scale)
+                for i in members:
+                    out = nets[i].forward(**{input_name(nets[i]): x})
+                    probs[i].append(net_probs(out))
+            bar.update(min(batch, len(images) - b))
+    return keys, [np.concatenate(p).astype(np.float32) for p in probs], labels.astype(np.uint8)
 
 
-def score_cached(stream_dir: Path, lmdb: dict, part: str):
-    """score_part, kept in stream_dir/scores_<part>.npz for the same net and the same LMDB."""
-    fp = json.loads((stream_dir / "stream.json").read_text()).get("fingerprint", "")
-    fp = f"{fp}:{lmdb['manifest'].get('fingerprint')}"
-    cache = stream_dir / f"scores_{part}.npz"
-    if cache.is_file():
-        with np.load(cache) as z:
-            if str(z["fingerprint"]) == fp:
-                return [str(k) for k in z["keys"]], z["probs"], z["labels"]
-    keys, probs, y = score_part(stream_dir, lmdb)
-    np.savez(
-        cache, keys=np.asarray(keys, dtype=str), probs=probs, labels=y, fingerprint=np.asarray(fp)
-    )
-    return keys, probs, y
+def score_cached(stream_dirs: list[Path], lmdb: dict, part: str):
+    """score_part, kept in <stream_dir>/scores_<part>.npz for the same net and the same LMDB;
+    only the nets without such a file are scored. Returns keys, [probs per net], labels."""
+    found: dict[int, np.ndarray] = {}
+    keys = y = None
+    fps = []
+    for i, d in enumerate(stream_dirs):
+        fp = json.loads((d / "stream.json").read_text()).get("fingerprint", "")
+        fps.append(f"{fp}:{lmdb['manifest'].get('fingerprint')}")
+        cache = d / f"scores_{part}.npz"
+        if cache.is_file():
+            with np.load(cache) as z:
+                if str(z["fingerprint"]) == fps[-1]:
+                    keys, found[i], y = [str(k) for k in z["keys"]], z["probs"], z["labels"]
+    todo = [i for i in range(len(stream_dirs)) if i not in found]
+    if todo:
+        keys, probs, y = score_part([stream_dirs[i] for i in todo], lmdb)
+        for i, p in zip(todo, probs, strict=True):
+            found[i] = p
+            np.savez(
+                stream_dirs[i] / f"scores_{part}.npz",
+                keys=np.asarray(keys, dtype=str),
+                probs=p,
+                labels=y,
+                fingerprint=np.asarray(fps[i]),
+            )
+    return keys, [found[i] for i in range(len(stream_dirs))], y
 
 
 # ---------------------------------------------------------------- one stream of a configuration
@@ -441,7 +476,7 @@ def train_stream(
         entry["input"] = input_settings(profile, config, stream, entry)
         (out / "stream.json").write_text(json.dumps(entry, indent=1) + "\n")
         for part in ("val", "test"):
-            keys, probs, y = score_cached(out, lmdbs[part], part)
+            keys, (probs,), y = score_cached([out], lmdbs[part], part)
             save_scores(
                 scores_dir / f"{stream}_{part}.npz",
                 keys,
@@ -492,11 +527,11 @@ def train_stream(
             "column": j,
             "train_seconds": entry["train_seconds"],
         }
-        for part in ("val", "test"):
-            keys, probs, y = score_cached(out, lmdbs[part], part)
-            cols[part].append(probs[:, 0])
-            keys_of[part], ys[part] = keys, y
     first = entry
+    dirs = [mdir / "onevsall" / labels[j] for j in present]
+    for part in ("val", "test"):
+        keys_of[part], probs, ys[part] = score_cached(dirs, lmdbs[part], part)
+        cols[part] = [p[:, 0] for p in probs]
     summary = {
         "nets": nets,
         "mean": f"{labels[present[0]]}/{first['mean']}" if first.get("mean") else None,
