@@ -107,7 +107,7 @@ def test_model_folder_and_figures(tiny_run):
     assert spec["streams"]["spatial"]["input"]["channels"] == 6  # frame + frame - median
     assert spec["streams"]["flow"]["input"]["stride"] == 3
     assert set(spec["thresholds"]) == set(spec["labels"])
-    assert spec["fusion"]["method"] in ("average", "weighted", "logreg", "svm")
+    assert spec["fusion"]["method"] in ("average", "weighted", "logreg", "svm", "temporal")
     assert spec["onevsall"]["nets"]
     assert "fused" in spec["metrics"] and "baseline" in spec["metrics"]
     from facs.predict import load_model
@@ -126,11 +126,22 @@ def test_model_folder_and_figures(tiny_run):
             png = report / config / f"{fig}.png"
             assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"
         m = json.loads((report / config / "metrics.json").read_text())
-        assert set(m["streams"]) == {"spatial", "onevsall", "flow", "fused"}
+        assert set(m["streams"]) == {"spatial", "onevsall", "flow", "fused", "average"}
         for s in m["streams"].values():
             assert 0.0 <= s["fixed"]["summary"]["hamming_score"] <= 1.0
+        # the plain-average row is the mean of the two streams' test probabilities at 0.5
+        from facs.metrics import evaluate_scores
+        from facs.scores import load_scores
+
+        sp, fl = (
+            load_scores(tiny_run["work"] / "scores" / config / f"{s}_test.npz")
+            for s in ("spatial", "flow")
+        )
+        avg = evaluate_scores(sp["labels"], (sp["probs"] + fl["probs"]) / 2, m["labels"], 0.5)
+        assert m["streams"]["average"]["fixed"]["summary"] == avg["summary"]
     table = (report / "table.md").read_text()
     assert "(iv) Fusion" in table and "Frequency baseline" in table
+    assert "(iv) Fusion by plain averaging" in table
 
 
 def test_same_seed_same_metrics(tiny_run, tmp_path):
