@@ -116,8 +116,8 @@ def _clear(root: Path) -> None:
 
 def generate(
     root: str | Path,
-    subjects: int = 120,
-    clips_per_subject: int = 3,
+    subjects: int = 240,
+    clips_per_subject: int = 2,
     seed: int = 0,
     workers: int = 2,
     progress: bool = True,
@@ -183,8 +183,8 @@ def _worker_init() -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", metavar="OUT", help="corpus folder (e.g. data/synth)")
-    parser.add_argument("--subjects", type=int, default=120, help="number of subjects (120)")
-    parser.add_argument("--clips-per-subject", type=int, default=3, help="clips per subject (3)")
+    parser.add_argument("--subjects", type=int, default=240, help="number of subjects (240)")
+    parser.add_argument("--clips-per-subject", type=int, default=2, help="clips per subject (2)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
     parser.add_argument("--workers", type=int, default=2, help="processes (2)")
     parser.add_argument("--force", action="store_true", help="write it again even if complete")
