@@ -57,6 +57,14 @@ def write_model_json(
     streams, ova = stream_entries(folder)
     if not streams:
         raise FacsError(f"{folder}: no trained stream (spatial/, flow/) to put in model.json")
+    fused = list(fusion.get("streams") or [])
+    if fused:
+        # the model runs what its fusion was fitted on (a stream folder left from an earlier
+        # run with other streams is not part of it)
+        missing = [s for s in fused if s not in streams]
+        if missing:
+            raise FacsError(f"{folder}: the fusion needs stream(s) {missing} that are not there")
+        streams = {name: entry for name, entry in streams.items() if name in fused}
     index = load_index(work)
     split = load_split(work)
     old = folder / "model.json"

@@ -386,7 +386,8 @@ def predict_video(
     path = Path(path)
     if not isinstance(model, Model):
         model = load_model(model)
-    names = list(streams) if streams else list(model.streams)
+    fitted = [s for s in model.fusion.get("streams") or [] if s in model.streams]
+    names = list(streams) if streams else (fitted or list(model.streams))
     missing = [s for s in names if s not in model.streams]
     if missing:
         raise FacsError(

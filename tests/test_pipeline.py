@@ -178,3 +178,18 @@ def test_same_seed_same_metrics(tiny_run, tmp_path):
     w2 = (models2 / "tiny-best" / "spatial" / "weights.caffemodel").read_bytes()
     # Compare digests: pytest's diff of two large unequal byte strings takes hours.
     assert hashlib.sha256(w1).hexdigest() == hashlib.sha256(w2).hexdigest()
+
+
+def test_model_runs_the_streams_its_fusion_was_fitted_on(tiny_run, tmp_path):
+    """A stream folder left from an earlier run (here geometry/) is not put in model.json, so
+    prediction runs the streams the learned fusion expects."""
+    import shutil
+
+    models = tmp_path / "models"
+    shutil.copytree(tiny_run["models"] / "tiny-best", models / "tiny-best")
+    stale = models / "tiny-best" / "geometry"
+    stale.mkdir()
+    (stale / "stream.json").write_text(json.dumps({"kind": "geometry", "method": "rules"}))
+    _cli("fuse", *tiny_run["common"], "--config", "best", "--models", str(models))
+    spec = json.loads((models / "tiny-best" / "model.json").read_text())
+    assert list(spec["streams"]) == spec["fusion"]["streams"] == ["spatial", "flow"]
