@@ -366,7 +366,7 @@ def run(args: argparse.Namespace) -> int:
     profile = load_profile(args.profile)
     work = args.work or default_work(profile["name"])
     folder = work / "scores" / args.config
-    # Defaults per configuration from the profile (faithful: the report's averaging and 0.5).
+    # Defaults per configuration from the profile (lmdb.configs.<config>.fusion).
     conf = profile.get("lmdb", {}).get("configs", {}).get(args.config, {}).get("fusion", {})
     args.method = args.method or conf.get("method", "auto")
     args.thresholds = args.thresholds or conf.get("thresholds", "auto")
