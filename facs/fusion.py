@@ -118,12 +118,13 @@ def context_features(
 
 def _features(scores, spec, frames=None, clips=None) -> np.ndarray:
     x = context_features(scores, spec["streams"], spec.get("context") or (), frames, clips)
+    fitted = spec.get("mean") or next((c for c in spec.get("coef") or [] if c is not None), None)
+    if fitted is not None and len(fitted) != x.shape[1]:
+        raise FacsError(
+            f"fusion: the {spec.get('method')} model was fitted on {len(fitted)} features, "
+            f"these scores give {x.shape[1]} (different streams or labels)"
+        )
     if spec.get("mean") is not None:
-        if len(spec["mean"]) != x.shape[1]:
-            raise FacsError(
-                f"fusion: the {spec.get('method')} model was fitted on {len(spec['mean'])} "
-                f"features, these scores give {x.shape[1]} (different streams or labels)"
-            )
         x = (x - np.asarray(spec["mean"])) / np.asarray(spec["std"])
     return x
 
@@ -144,11 +145,6 @@ def _combine(scores: dict[str, np.ndarray], spec: dict, frames=None, clips=None)
     out = _weighted(scores, weights)
     for j, (coef, b) in enumerate(zip(spec["coef"], spec["intercept"], strict=True)):
         if coef is not None:
-            if len(coef) != x.shape[1]:
-                raise FacsError(
-                    f"fusion: the {method} model was fitted on {len(coef)} features, "
-                    f"these scores give {x.shape[1]} (different streams or labels)"
-                )
             out[:, j] = _sigmoid(x @ np.asarray(coef, np.float64) + float(b))
     return out
 
@@ -245,22 +241,6 @@ SMOOTH_FRAMES = (0, 5, 9, 15, 25)
 
 
 def fit_fusion(
-    val_scores: dict[str, np.ndarray],
-    val_labels: np.ndarray,
-    method: str = "auto",
-    groups: np.ndarray | None = None,
-    seed: int = 0,
-    frames: np.ndarray | None = None,
-    clips: np.ndarray | None = None,
-    smooth_frames: tuple[float, ...] = (0,),
-) -> dict:
-    """Fit a fusion spec on validation frames (see fit_fusion_cv)."""
-    return fit_fusion_cv(
-        val_scores, val_labels, method, groups, seed, frames, clips, smooth_frames
-    )[0]
-
-
-def fit_fusion_cv(
     val_scores: dict[str, np.ndarray],
     val_labels: np.ndarray,
     method: str = "auto",
@@ -380,7 +360,7 @@ def run(args: argparse.Namespace) -> int:
             raise FacsError(f"{folder / (s + '_val.npz')}: frames differ from {streams[0]}'s")
     groups = ref.get("subjects")
     vf, vc = key_frames(ref["keys"])
-    spec, val_pred = fit_fusion_cv(
+    spec, val_pred = fit_fusion(
         {s: val[s]["probs"] for s in streams},
         ref["labels"],
         args.method,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from facs.errors import FacsError
-from facs.fusion import fit_fusion, fit_fusion_cv, fuse
+from facs.fusion import fit_fusion, fuse
 from facs.metrics import evaluate_scores
 
 
@@ -53,17 +53,17 @@ def test_learned_fusion_beats_either_stream_and_is_json():
         s: evaluate_scores(yt, p, ["a", "b", "c"])["summary"]["f1_macro"] for s, p in test.items()
     }
     for method in ("logreg", "svm"):
-        spec = fit_fusion(val, y, method, groups=groups)
+        spec, _ = fit_fusion(val, y, method, groups=groups)
         spec = json.loads(json.dumps(spec))  # what model.json stores must be enough
         assert spec["method"] == method and len(spec["coef"]) == 3
         fused = fuse(test, spec)
         assert fused.shape == yt.shape and ((fused >= 0) & (fused <= 1)).all()
         ff1 = evaluate_scores(yt, fused, ["a", "b", "c"])["summary"]["f1_macro"]
         assert ff1 > max(f1.values()) + 0.05, (method, ff1, f1)
-    w = fit_fusion(val, y, "weighted")
+    w, _ = fit_fusion(val, y, "weighted")
     assert set(w["weights"]) == {"spatial", "flow"}
     assert sum(w["weights"].values()) == pytest.approx(1.0)
-    auto = fit_fusion(val, y, "auto", groups=groups)
+    auto, _ = fit_fusion(val, y, "auto", groups=groups)
     # learned fusion wins on complementary streams
     assert auto["method"] in ("logreg", "svm", "temporal")
     assert set(auto["val_f1_macro"]) == {"average", "weighted", "logreg", "svm", "temporal"}
@@ -72,7 +72,7 @@ def test_learned_fusion_beats_either_stream_and_is_json():
 def test_single_class_label_falls_back_to_average():
     y, val = _streams(seed=2)
     y[:, 1] = 0
-    spec = fit_fusion(val, y, "logreg")
+    spec, _ = fit_fusion(val, y, "logreg")
     assert spec["coef"][1] is None
     out = fuse(val, spec)
     avg = fuse(val, {"method": "weighted", "weights": spec["weights"]})
@@ -101,7 +101,9 @@ def test_smoothing_within_clips_and_window_choice():
         return y, p, np.tile(np.arange(60), n_clips), np.repeat(np.arange(n_clips), 60)
 
     y, p, f, c = clip_scores(10)
-    spec = fit_fusion({"spatial": p}, y, "average", frames=f, clips=c, smooth_frames=(0, 5, 9, 15))
+    spec, _ = fit_fusion(
+        {"spatial": p}, y, "average", frames=f, clips=c, smooth_frames=(0, 5, 9, 15)
+    )
     assert spec["smooth_frames"] > 0
     yt, pt, ft, ct = clip_scores(10)
     raw = evaluate_scores(yt, pt, ["a"])["summary"]["f1_macro"]
@@ -133,8 +135,8 @@ def test_temporal_fusion_uses_duration_and_predicts_without_clip_info():
     yt, test, ft, ct = _blinks_and_closures(24, seed=1)
     groups = c // 2
     names = ["blink", "closed"]
-    per_frame = fit_fusion(val, y, "logreg", groups=groups, frames=f, clips=c)
-    temporal = fit_fusion(val, y, "temporal", groups=groups, frames=f, clips=c)
+    per_frame, _ = fit_fusion(val, y, "logreg", groups=groups, frames=f, clips=c)
+    temporal, _ = fit_fusion(val, y, "temporal", groups=groups, frames=f, clips=c)
     temporal = json.loads(json.dumps(temporal))
     assert temporal["context"] == [3, 9, 18] and len(temporal["coef"][0]) == 2 * 4
     f1_frame = evaluate_scores(yt, fuse(test, per_frame, ft, ct), names)["summary"]["f1_macro"]
@@ -144,7 +146,7 @@ def test_temporal_fusion_uses_duration_and_predicts_without_clip_info():
     one = slice(0, 90)
     alone = fuse({"spatial": test["spatial"][one]}, temporal)
     assert alone == pytest.approx(fuse(test, temporal, ft, ct)[one])
-    auto, oof = fit_fusion_cv(val, y, "auto", groups=groups, frames=f, clips=c)
+    auto, oof = fit_fusion(val, y, "auto", groups=groups, frames=f, clips=c)
     assert auto["method"] == "temporal"
     # the validation predictions it returns (for thresholds) are out-of-fold, not in-sample
     assert oof.shape == y.shape and not np.allclose(oof, fuse(val, auto, f, c))
