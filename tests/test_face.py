@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facs.face import (
+from facs.preprocess.records import (
     FaceParams,
     crop_face,
     detect_clip_box,
@@ -89,7 +89,7 @@ def test_merge_rule_most_frequent_track_enclosing_box():
 def test_detect_clip_box_api_on_an_array(small_corpus):
     video = next(small_corpus.glob("Sessions/*/*.avi"))
     frames = np.stack(list(read_frames(video)))
-    track = detect_clip_box(frames, every=10)
+    track = detect_clip_box(frames, FaceParams(every=10))
     assert track is not None
     assert track.sampled == list(range(0, len(frames), 10))
     crops = [crop_face(f, track.box, 64) for f in frames[:3]]

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from facs.flow import (
+from facs.preprocess.records import (
     clip_flows,
     decode_flow,
     encode_flow,

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from facs.errors import FacsError
-from facs.fusion import fit_fusion, fuse
-from facs.metrics import evaluate_scores
+from facs.evaluation.metrics import evaluate_scores
+from facs.training.fusion import fit_fusion, fuse
 
 
 def _streams(n=600, L=3, seed=0):
@@ -82,7 +82,7 @@ def test_single_class_label_falls_back_to_average():
 
 
 def test_smoothing_within_clips_and_window_choice():
-    from facs.fusion import smooth
+    from facs.training.fusion import smooth
 
     p = np.array([[0.0], [1.0], [0.0], [1.0], [0.0], [0.0]])
     clips = np.array(["a", "a", "a", "b", "b", "b"])

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from facs import geometry as G
-from facs.landmarks import MIRROR
+from facs.analysis import geometry as G
+from facs.analysis.landmarks import MIRROR
 
 # One person's neutral feature vector (geometry.FEATURES order), for synthetic feature tracks.
 NEUTRAL = np.array(
@@ -18,8 +18,8 @@ NEUTRAL = np.array(
 
 def _face_points(seed: int = 0) -> np.ndarray:
     """A plausible 68-point face (pixels) from a real frame's landmarks, jittered."""
-    from facs.landmarks import LandmarkTracker
-    from facs.realdata import example_video
+    from facs.analysis.landmarks import LandmarkTracker
+    from facs.datasets.realfaces import example_video
     from facs.video import read_frames
 
     frame = next(iter(read_frames(example_video("single_face.mp4"))))
@@ -138,7 +138,8 @@ def _transformed(src, dst, how: str) -> None:
 @pytest.mark.parametrize("how", ["original", "mirrored", "rolled"])
 def test_single_face_smile(examples_dir, tmp_path, how):
     """single_face.mp4: neutral for frames 0-17, a broad smile with teeth for about 20-68."""
-    from facs.predict import load_model, predict_video
+    from facs.analysis.model import load_model
+    from facs.analysis.predict import predict_video
 
     video = examples_dir / "single_face.mp4"
     if how != "original":

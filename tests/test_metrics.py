@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, hamming_loss, jaccard_score, precision_score, recall_score
 
-from facs.metrics import binarize, evaluate_scores, frequency_baseline, hamming_score_by_hand
-from facs.thresholds import calibrate
+from facs.evaluation.metrics import (
+    binarize,
+    evaluate_scores,
+    frequency_baseline,
+    hamming_score_by_hand,
+)
+from facs.training.thresholds import calibrate
 
 
 def approx(x):

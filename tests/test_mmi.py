@@ -148,7 +148,6 @@ def test_index_roundtrip_and_cli(tmp_path):
     for a, b in zip(index.clips, back.clips, strict=True):
         assert np.array_equal(index.frame_labels(a), back.frame_labels(b))
     assert back.video_path(back.clips[0]).is_file()
-    assert back["labels"] == back.labels  # dict-style access for readers of the raw file
     d = json.loads(path.read_text())
     assert d["clips"][0]["events"]["12"] == [[4, 8, 13]]
     assert [s["path"] for s in d["skipped"]] == [

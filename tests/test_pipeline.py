@@ -87,16 +87,16 @@ def test_split_never_shares_a_subject(tiny_run):
     split = json.loads((work / "split.json").read_text())["parts"]
     assert not set(split["train"]) & set(split["test"])
     assert not set(split["train"]) & set(split["val"])
-    from facs.scores import load_scores
+    from facs.evaluation.scores import load_scores
 
     test = load_scores(work / "scores" / "best" / "spatial_test.npz")
-    assert set(test["subjects"]) and set(test["subjects"]) <= set(split["test"])
+    assert set(test.subjects) and set(test.subjects) <= set(split["test"])
     manifest = json.loads((work / "lmdb" / "best" / "train_spatial.json").read_text())
     index = json.loads((work / "index.json").read_text())
     subject = {c["id"]: str(c["subject"]) for c in index["clips"]}
     train_subjects = {subject[r[0]] for r in manifest["records"]}
     assert train_subjects <= set(split["train"])
-    assert not train_subjects & set(test["subjects"])
+    assert not train_subjects & set(test.subjects)
 
 
 def test_model_folder_and_figures(tiny_run):
@@ -104,16 +104,18 @@ def test_model_folder_and_figures(tiny_run):
     spec = json.loads((folder / "model.json").read_text())
     assert set(spec["streams"]) == {"spatial", "flow"}
     assert spec["trained_on"]["config"] == "best"
-    assert spec["streams"]["spatial"]["input"]["channels"] == 6  # frame + frame - median
+    assert spec["format"] == "facs-model/2"
+    assert spec["streams"]["spatial"]["input"]["reference"] == "median"  # frame + frame - median
     assert spec["streams"]["flow"]["input"]["stride"] == 3
     assert set(spec["thresholds"]) == set(spec["labels"])
     assert spec["fusion"]["method"] in ("average", "weighted", "logreg", "svm", "temporal")
-    assert spec["onevsall"]["nets"]
+    assert spec["onevsall"] and all(n["kind"] == "cnn" for n in spec["onevsall"].values())
     assert "fused" in spec["metrics"] and "baseline" in spec["metrics"]
-    from facs.predict import load_model
+    from facs.analysis.model import load_model
 
     model = load_model(folder)
     assert model.labels == spec["labels"]
+    assert model.streams["spatial"].input.channels == 6
     report = tiny_run["work"] / "report"
     for config in ("best",):
         for fig in (
@@ -130,14 +132,14 @@ def test_model_folder_and_figures(tiny_run):
         for s in m["streams"].values():
             assert 0.0 <= s["fixed"]["summary"]["hamming_score"] <= 1.0
         # the plain-average row is the mean of the two streams' test probabilities at 0.5
-        from facs.metrics import evaluate_scores
-        from facs.scores import load_scores
+        from facs.evaluation.metrics import evaluate_scores
+        from facs.evaluation.scores import load_scores
 
         sp, fl = (
             load_scores(tiny_run["work"] / "scores" / config / f"{s}_test.npz")
             for s in ("spatial", "flow")
         )
-        avg = evaluate_scores(sp["labels"], (sp["probs"] + fl["probs"]) / 2, m["labels"], 0.5)
+        avg = evaluate_scores(sp.labels, (sp.probs + fl.probs) / 2, m["labels"], 0.5)
         assert m["streams"]["average"]["fixed"]["summary"] == avg["summary"]
     table = (report / "table.md").read_text()
     assert "(iv) Fusion" in table and "Frequency baseline" in table
@@ -189,7 +191,7 @@ def test_model_runs_the_streams_its_fusion_was_fitted_on(tiny_run, tmp_path):
     shutil.copytree(tiny_run["models"] / "tiny-best", models / "tiny-best")
     stale = models / "tiny-best" / "geometry"
     stale.mkdir()
-    (stale / "stream.json").write_text(json.dumps({"kind": "geometry", "method": "rules"}))
+    (stale / "stream.json").write_text(json.dumps({"kind": "landmarks", "method": "rules"}))
     _cli("fuse", *tiny_run["common"], "--config", "best", "--models", str(models))
     spec = json.loads((models / "tiny-best" / "model.json").read_text())
     assert list(spec["streams"]) == spec["fusion"]["streams"] == ["spatial", "flow"]

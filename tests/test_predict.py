@@ -1,5 +1,6 @@
-"""facs.predict with CNN streams: a tiny model folder built from the quick deploy prototxts with
-random weights (no trained model needed), the same code path as `facs analyze` and the web demo."""
+"""facs.analysis.predict with CNN streams: a tiny model folder built from the quick deploy
+prototxts with random weights (no trained model needed), the same code path as `facs analyze`
+and the web demo."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
+from facs.analysis.model import StreamSpec, load_model
+from facs.analysis.predict import predict_video
 from facs.errors import FacsError
-from facs.predict import load_model, predict_video
+from facs.preprocess.records import FaceParams
+from facs.training.standin import stand_in_model
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ["1", "4", "12", "14", "25"]  # AU14 has no geometry rule
@@ -26,74 +29,10 @@ FACES = {
 }
 
 
-def _stream(folder: Path, template: str, channels: int, inp: dict, seed: int) -> dict:
-    from facs.caffe.io import write_prototxt
-    from facs.caffe.net import Net
-    from facs.train_streams import render_deploy
-
-    folder.mkdir(parents=True)
-    param = render_deploy(ROOT / "prototxt" / "quick" / template, channels, 64, len(LABELS))
-    write_prototxt(folder / "deploy.prototxt", param)
-    torch.manual_seed(seed)
-    Net(param, "TEST").save_caffemodel(folder / "weights.caffemodel")
-    np.save(folder / "mean.npy", np.full((channels, 72, 72), 100.0, np.float32))
-    return {
-        "deploy": f"{folder.name}/deploy.prototxt",
-        "weights": f"{folder.name}/weights.caffemodel",
-        "mean": f"{folder.name}/mean.npy",
-        "input": {
-            "channels": channels,
-            "size": 72,
-            "crop": 64,
-            "scale": 1.0,
-            "faces": FACES,
-            **inp,
-        },
-    }
-
-
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("models") / "tiny"
-    folder.mkdir()
-    spatial = _stream(
-        folder / "spatial",
-        "alexnet_finetune_deploy.prototxt",
-        6,
-        {"kind": "frame", "reference": "median"},
-        0,
-    )
-    flow = _stream(
-        folder / "flow",
-        "flownet_deploy.prototxt",
-        20,
-        {
-            "kind": "flow",
-            "stride": 3,
-            "layout": "xy",
-            "flow": {
-                "pyr_scale": 0.5,
-                "levels": 3,
-                "winsize": 15,
-                "iterations": 3,
-                "poly_n": 5,
-                "poly_sigma": 1.2,
-                "scale": 12.8,
-                "half": 5,
-            },
-        },
-        1,
-    )
-    spec = {
-        "name": "tiny",
-        "created": "2026-01-01T00:00:00+00:00",
-        "labels": LABELS,
-        "streams": {"spatial": spatial, "flow": flow, "geometry": {"method": "rules"}},
-        "fusion": {"method": "average", "streams": ["spatial", "flow", "geometry"]},
-        "thresholds": {c: 0.5 for c in LABELS},
-    }
-    (folder / "model.json").write_text(json.dumps(spec))
-    return folder
+    """The quick best-configuration nets with random weights, plus the landmark rules."""
+    return stand_in_model(tmp_path_factory.mktemp("models") / "tiny", LABELS)
 
 
 def _head(src: Path, out: Path, n: int) -> Path:
@@ -162,30 +101,25 @@ def test_fusion_is_the_average_of_the_streams(runs):
 
 
 def test_spatial_stream_matches_the_lmdb_record_recipe(tiny_model, short_clip, runs):
-    """Frame t's input: crop (Haar clip box, mask) + (crop - clip median + 128), mean, crop."""
-    from facs import augment
-    from facs.face import FaceParams, crop_clip, detect_clip_box, merge_detections
-    from facs.landmarks import LandmarkTracker
-    from facs.predict import haar_near
-    from facs.scores import load_mean, load_net, score_array
+    """Frame t's input: crop (Haar clip box as the faces stage finds it, mask) + (crop - clip
+    median + 128), minus the mean, centre crop: what the deploy runtime scores."""
+    from facs.caffe.deploy import DeployNet
+    from facs.preprocess.records import crop_clip, detect_clip_box, median_reference, with_reference
     from facs.video import read_all
 
     frames = read_all(short_clip)
-    params = FaceParams.from_profile(FACES)
-    tracker = LandmarkTracker()
-    faces = [tracker(f) for f in frames]
-    box = merge_detections([haar_near(f, faces[i], params) for i, f in enumerate(frames)][::10])[0]
-    # Haar searched near dlib's face finds the whole-frame search's clip box within a few px
-    full = detect_clip_box(frames, 10, params).box
-    assert max(abs(a - b) for a, b in zip(box, full, strict=True)) <= 0.03 * full[2]
+    params = FaceParams.from_json(FACES)
+    box = detect_clip_box(frames, params).box
     crops = crop_clip(frames, box, params)
-    med = augment.median_reference(crops)
-    recs = np.stack([augment.with_reference(c, med).transpose(2, 0, 1) for c in crops[:8]])
-    net = load_net(
-        tiny_model / "spatial/deploy.prototxt", tiny_model / "spatial/weights.caffemodel"
+    med = median_reference(crops)
+    recs = np.stack([with_reference(c, med).transpose(2, 0, 1) for c in crops[:8]])
+    net = DeployNet.load(
+        tiny_model / "spatial/deploy.prototxt",
+        tiny_model / "spatial/weights.caffemodel",
+        tiny_model / "spatial/mean.binaryproto",
+        (6, 72, 72),
     )
-    want = score_array(net, recs, 64, load_mean(tiny_model / "spatial/mean.npy"))
-    np.testing.assert_allclose(_probs(runs["spatial"])[:8], want, atol=2e-4)
+    np.testing.assert_allclose(_probs(runs["spatial"])[:8], net.probs(recs), atol=2e-4)
 
 
 def test_no_face_gives_zero_everywhere(tiny_model, examples_dir, tmp_path):
@@ -198,33 +132,39 @@ def test_no_face_gives_zero_everywhere(tiny_model, examples_dir, tmp_path):
 def test_model_folder_errors(tmp_path):
     with pytest.raises(FacsError, match="not a model folder"):
         load_model(tmp_path)
-    (tmp_path / "model.json").write_text(
-        json.dumps(
-            {
-                "labels": ["1"],
-                "streams": {"spatial": {"deploy": "missing.prototxt", "weights": "w.caffemodel"}},
-            }
-        )
-    )
+    stream = {"kind": "cnn", "deploy": "missing.prototxt", "weights": "w.caffemodel",
+              "input": {"kind": "frame"}}  # fmt: skip
+    spec = {"format": "facs-model/2", "labels": ["1"], "streams": {"spatial": stream}}
+    (tmp_path / "model.json").write_text(json.dumps(spec))
     with pytest.raises(FacsError, match="missing.prototxt"):
         load_model(tmp_path)
-    assert load_model("geometry").streams == {"geometry": {"method": "rules"}}
+    # a model.json of another (or no) format version: one clear line
+    (tmp_path / "model.json").write_text(json.dumps({**spec, "format": "facs-model/1"}))
+    with pytest.raises(FacsError, match="model format facs-model/1; this facs reads facs-model/2"):
+        load_model(tmp_path)
+    (tmp_path / "model.json").write_text(json.dumps({**spec, "thresholds": {"1": "high"}}))
+    with pytest.raises(FacsError, match="thresholds must be numbers"):
+        load_model(tmp_path)
+    assert load_model("geometry").streams == {"geometry": StreamSpec("landmarks", method="rules")}
 
 
 def test_learned_geometry_stream_from_a_model_folder(tmp_path, short_clip):
-    """{"method": "learned", "classifier": ...} in model.json: the classifier's labels are
-    aligned to the model's; the file may sit in the stream's subfolder (geometry/)."""
-    from facs import geometry as G
+    """A learned landmark stream in model.json: the classifier's labels are aligned to the
+    model's (a label it lacks is covered by no stream: 0)."""
+    from facs.analysis import geometry as G
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, len(G.INPUT_NAMES))).astype(np.float32)
     y = (x[:, [0, 1]] > 0).astype(np.uint8)
     (tmp_path / "geometry").mkdir()
     G.LearnedGeometry.fit(x, y, ["12", "25"]).save(tmp_path / "geometry" / "classifier.json")
+    geometry = {"kind": "landmarks", "folder": "geometry", "method": "learned",
+                "classifier": "classifier.json"}  # fmt: skip
     spec = {
+        "format": "facs-model/2",
         "name": "learned",
         "labels": ["12", "14", "25"],
-        "streams": {"geometry": {"method": "learned", "classifier": "classifier.json"}},
+        "streams": {"geometry": geometry},
     }
     (tmp_path / "model.json").write_text(json.dumps(spec))
     r = predict_video(short_clip, load_model(tmp_path))

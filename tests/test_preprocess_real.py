@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from facs.cli import main
-from facs.face import FaceParams, detect_faces, iou
+from facs.fileio import write_json
+from facs.preprocess.records import FaceParams, detect_faces, iou
 from facs.video import probe, read_frames
-from facs.workdir import write_json
 
 VIDEOS = ("single_face.mp4", "no_face.mp4", "face_noface.mov")
 

@@ -11,8 +11,7 @@ from mmi_helpers import facs_cli
 
 from facs.datasets.index import Index, write_index
 from facs.datasets.mmi import Clip, label_list
-from facs.errors import FacsError
-from facs.split import (
+from facs.datasets.split import (
     PARTS,
     clips_in,
     k_folds,
@@ -21,6 +20,7 @@ from facs.split import (
     split_subjects,
     subject_labels,
 )
+from facs.errors import FacsError
 
 COMMON = ["1", "2", "4", "12", "25", "26"]
 

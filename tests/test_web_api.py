@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 import pytest
 from web_helpers import cut_clip
 
-from facs.web_app import BackgroundServer, close_app, create_app
+from facs.web.app import BackgroundServer, close_app, create_app
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +196,7 @@ def test_examples_whitelist_and_no_path_traversal(client, small_corpus):
     for bad in ("..%2F..%2Fetc%2Fpasswd", "real-..", "../single_face", "nope", "x" * 200):
         assert client.post(f"/api/examples/{bad}").status_code in (404, 405)
         assert client.get(f"/api/examples/{bad}/video").status_code == 404
-    assert client.get("/static/../facs/web_app.py").status_code == 404
+    assert client.get("/static/../facs/web/app.py").status_code == 404
     assert client.get("/static/%2e%2e/%2e%2e/pyproject.toml").status_code == 404
 
 
@@ -280,13 +280,14 @@ def _get(url: str) -> bytes:
 def test_model_folder_is_described_and_newest_is_default(tmp_path):
     """A model folder's model.json is what /api/model and the page show; with no --model the
     newest folder under models/ is served."""
-    from facs.web_app import find_default_model
+    from facs.analysis.model import default_model
 
     models = tmp_path / "models"
-    assert find_default_model(models) == "geometry"  # nothing trained yet
+    assert default_model(models) == "geometry"  # nothing trained yet
     for name, created in (("old", "2026-01-01T00:00:00"), ("new", "2026-02-01T00:00:00")):
         (models / name).mkdir(parents=True)
         spec = {
+            "format": "facs-model/2",
             "name": name,
             "created": created,
             "trained_on": {
@@ -297,12 +298,12 @@ def test_model_folder_is_described_and_newest_is_default(tmp_path):
                 "train_subjects": ["1", "2", "3"],
             },
             "labels": ["6", "12", "25"],
-            "streams": {"geometry": {"method": "rules"}},
+            "streams": {"geometry": {"kind": "landmarks", "method": "rules"}},
             "fusion": {"method": "average", "streams": ["geometry"]},
             "metrics": {"fused": {"macro_f1": 0.5}},
         }
         (models / name / "model.json").write_text(json.dumps(spec))
-    chosen = find_default_model(models)
+    chosen = default_model(models)
     assert Path(chosen).name == "new"
     app = create_app(
         chosen,

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from web_helpers import cut_clip, write_y4m
 
-from facs.web_app import BackgroundServer, create_app
-from facs.web_media import browser_playable
+from facs.web.app import BackgroundServer, create_app
+from facs.web.media import browser_playable
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"

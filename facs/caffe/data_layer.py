@@ -15,52 +15,12 @@ import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-import cv2
-import lmdb
 import numpy as np
 import torch
 
-from facs.caffe import caffe_pb2
+from facs.caffe.io import read_blobproto
+from facs.caffe.lmdb import LmdbRecords, datum_array
 from facs.errors import FacsError
-
-
-class LmdbRecords:
-    """Random access by record index to the Datum records of an LMDB (keys in sorted order)."""
-
-    def __init__(self, path: Path, what: str):
-        if not path.exists():
-            raise FacsError(f"{what}: LMDB source {path} does not exist")
-        try:
-            self.env = lmdb.open(
-                str(path), readonly=True, lock=False, readahead=False, meminit=False,
-                subdir=path.is_dir(), max_readers=64,
-            )  # fmt: skip
-        except lmdb.Error as exc:
-            raise FacsError(f"{what}: cannot open LMDB {path}: {exc}") from exc
-        with self.env.begin() as txn:
-            self.keys = list(txn.cursor().iternext(keys=True, values=False))
-        if not self.keys:
-            raise FacsError(f"{what}: LMDB {path} holds no records")
-        self.path = path
-        self.what = what
-        self._local = threading.local()  # one read transaction per thread (LMDB rule)
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def datum(self, index: int) -> caffe_pb2.Datum:
-        txn = getattr(self._local, "txn", None)
-        if txn is None:
-            txn = self._local.txn = self.env.begin(buffers=False)
-        raw = txn.get(self.keys[index])
-        d = caffe_pb2.Datum()
-        try:
-            d.ParseFromString(raw)
-        except Exception as exc:  # protobuf raises DecodeError
-            raise FacsError(f"{self.what}: record {self.keys[index]!r} of {self.path} "
-                            f"is not a Caffe Datum: {exc}") from exc  # fmt: skip
-        return d
-
 
 _OPEN: dict[str, list] = {}  # realpath -> [LmdbRecords, users]; LMDB opens a path once per process
 _OPEN_LOCK = threading.Lock()
@@ -87,20 +47,7 @@ def release_records(rec: LmdbRecords) -> None:
         entry[1] -= 1
         if entry[1] <= 0:
             del _OPEN[key]
-            rec.env.close()
-
-
-def datum_array(d: caffe_pb2.Datum) -> np.ndarray:
-    """CHW array of a Datum: uint8 pixels (raw or encoded) or float_data."""
-    if d.encoded:
-        img = cv2.imdecode(np.frombuffer(d.data, np.uint8), cv2.IMREAD_UNCHANGED)
-        if img is None:
-            raise FacsError("Datum: encoded image does not decode")
-        return img[None] if img.ndim == 2 else img.transpose(2, 0, 1)
-    shape = (max(d.channels, 1), max(d.height, 1), max(d.width, 1))
-    if d.data:
-        return np.frombuffer(d.data, np.uint8).reshape(shape)
-    return np.asarray(d.float_data, np.float32).reshape(shape)
+            rec.close()
 
 
 class Transform:
@@ -119,8 +66,6 @@ class Transform:
         if tp is not None and tp.HasField("mean_file"):
             if len(tp.mean_value):
                 raise FacsError(f"{what}: give mean_file or mean_value, not both")
-            from facs.caffe.io import read_blobproto
-
             mpath = Path(tp.mean_file)
             mpath = mpath if mpath.is_absolute() else base_dir / mpath
             if not mpath.exists():
@@ -153,9 +98,11 @@ class Transform:
         flip = bool(self.mirror and self.train and rng.integers(2))
         return ho, wo, flip
 
-    def __call__(self, x: np.ndarray, ho: int, wo: int, flip: bool, out: np.ndarray) -> None:
+    def apply(self, x: np.ndarray, ho: int, wo: int) -> np.ndarray:
+        """Crop, mean and scale of a record (C x H x W) or a batch (N x C x H x W) of uint8, all
+        cropped at (ho, wo): float32, as Caffe computes it."""
         hh, ww = self.out_hw
-        y = x[:, ho : ho + hh, wo : wo + ww].astype(np.float32)
+        y = x[..., ho : ho + hh, wo : wo + ww].astype(np.float32)
         if self.mean is not None:
             # Caffe subtracts the mean at the image's own (uncropped) position, before mirroring.
             m = self.mean
@@ -163,6 +110,16 @@ class Transform:
             y -= m[:, ho : ho + hh, wo : wo + ww] if full else m
         if self.scale != 1.0:
             y *= self.scale
+        return y
+
+    def test_batch(self, x: np.ndarray) -> np.ndarray:
+        """TEST-phase transform of N x C x H x W uint8 records: centre crop, no mirror."""
+        h, w = x.shape[-2:]
+        ho, wo = ((h - self.crop) // 2, (w - self.crop) // 2) if self.crop else (0, 0)
+        return self.apply(x, ho, wo)
+
+    def __call__(self, x: np.ndarray, ho: int, wo: int, flip: bool, out: np.ndarray) -> None:
+        y = self.apply(x, ho, wo)
         out[...] = y[:, :, ::-1] if flip else y
 
 
@@ -192,7 +149,7 @@ class DataLayer:
         self.indices = np.arange(rank, len(self.records), world)
         if len(self.indices) == 0:
             raise FacsError(f"{what}: LMDB {src} has fewer records than processes")
-        first = datum_array(self.records.datum(int(self.indices[0])))
+        first = self._array(self.records.datum(int(self.indices[0])), 0)
         self.shape = first.shape
         tp = layer_param.transform_param if layer_param.HasField("transform_param") else None
         self.transform = Transform(tp, phase, self.shape, base_dir, what)
@@ -209,6 +166,14 @@ class DataLayer:
     def __len__(self) -> int:
         return len(self.indices)
 
+    def _array(self, d, record: int) -> np.ndarray:
+        try:
+            return datum_array(d)
+        except ValueError as exc:
+            raise FacsError(
+                f"{self.what}: record {record} of {self.records.path} is corrupt ({exc})"
+            ) from None
+
     def seek(self, batch: int) -> None:
         """Make `batch` the next batch `next()` returns (resume, test passes)."""
         self.batch = int(batch)
@@ -221,7 +186,7 @@ class DataLayer:
         labels = np.empty(self.batch_size, np.float32)
         for j in range(self.batch_size):
             d = self.records.datum(int(self.indices[(start + j) % n]))
-            x = datum_array(d)
+            x = self._array(d, start + j)
             if x.shape != self.shape:
                 raise FacsError(f"{self.what}: record {j + start} of {self.records.path} has "
                                 f"shape {x.shape}, the first {self.shape}")  # fmt: skip

@@ -15,6 +15,7 @@ from google.protobuf.message import DecodeError
 
 from facs.caffe import caffe_pb2
 from facs.errors import FacsError
+from facs.fileio import atomic_path, write_bytes, write_text
 
 # V1 enum value -> V2 type string (Caffe's UpgradeV1LayerType).
 V1_TYPES: dict[int, str] = {
@@ -186,7 +187,7 @@ def read_solver_prototxt(path: str | Path) -> caffe_pb2.SolverParameter:
 
 def write_prototxt(path: str | Path, message) -> None:
     """Write any message (net, solver) in protobuf text format."""
-    Path(path).write_text(text_format.MessageToString(message))
+    write_text(path, text_format.MessageToString(message))
 
 
 WORK_PREFIX = "WORK/"
@@ -279,7 +280,7 @@ def read_caffemodel(path: str | Path) -> caffe_pb2.NetParameter:
 
 def write_caffemodel(path: str | Path, net_param: caffe_pb2.NetParameter) -> None:
     """Write a NetParameter whose layers carry `blobs` as a binary .caffemodel."""
-    Path(path).write_bytes(net_param.SerializeToString())
+    write_bytes(path, net_param.SerializeToString())
 
 
 def write_caffemodel_blobs(
@@ -293,8 +294,7 @@ def write_caffemodel_blobs(
     but each array goes from memory to the file once: no protobuf copy of AlexNet's 60 M
     (or the flow net's 100 M) floats.
     """
-    tmp = Path(str(path) + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         if name:
             f.write(caffe_pb2.NetParameter(name=name).SerializeToString())
         for lp, arrays in layers:
@@ -317,7 +317,6 @@ def write_caffemodel_blobs(
             for (data_head, arr), n in zip(parts, blob_lens, strict=True):
                 f.write(b"\x3a" + _varint(n) + data_head)  # LayerParameter.blobs (7)
                 f.write(memoryview(arr.reshape(-1)).cast("B"))
-    tmp.replace(path)
 
 
 def blob_shape(blob: caffe_pb2.BlobProto) -> tuple[int, ...]:
@@ -389,7 +388,7 @@ def read_blobproto(path: str | Path) -> np.ndarray:
 
 def write_blobproto(path: str | Path, array: np.ndarray) -> None:
     """Write an array as a .binaryproto (BlobProto with shape and legacy 4-D fields)."""
-    Path(path).write_bytes(array_to_blob(array).SerializeToString())
+    write_bytes(path, array_to_blob(array).SerializeToString())
 
 
 def read_solverstate(path: str | Path) -> caffe_pb2.SolverState:
@@ -408,4 +407,4 @@ def write_solverstate(
     state = caffe_pb2.SolverState(iter=iteration, learned_net=learned_net)
     state.current_step = current_step
     state.history.extend(array_to_blob(h) for h in history)
-    Path(path).write_bytes(state.SerializeToString())
+    write_bytes(path, state.SerializeToString())

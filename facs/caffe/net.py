@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from facs.caffe import caffe_pb2
+from facs.caffe.data_layer import make_data_layer
 from facs.caffe.io import (
     array_to_blob,
     blob_shape,
@@ -169,10 +170,6 @@ class Net(nn.Module):
             self.input_names.extend(lp.top)
             return shapes
         if lp.type in DATA_TYPES:
-            try:
-                from facs.caffe.data_layer import make_data_layer
-            except ImportError as exc:  # pragma: no cover - the module ships with facs
-                raise LayerError(f"Data layers are not available ({exc})") from None
             data = make_data_layer(lp, self.phase, self.base_dir)
             self._kinds.append(("data", len(self.data_layers)))
             self.data_layers.append(data)

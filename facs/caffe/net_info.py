@@ -12,6 +12,7 @@ from pathlib import Path
 
 from facs.caffe import caffe_pb2
 from facs.caffe.io import layer_lines, read_net_prototxt, substitute_work
+from facs.caffe.net import Net
 from facs.errors import FacsError
 
 
@@ -108,8 +109,6 @@ def describe(net) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from facs.caffe.net import Net
-
     path = args.net
     param = read_net_prototxt(path)
     if args.work is not None:

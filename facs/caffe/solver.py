@@ -19,7 +19,15 @@ from typing import NamedTuple
 import torch
 
 from facs.caffe import caffe_pb2, sgd
-from facs.caffe.io import blob_to_array, read_solverstate, write_solverstate
+from facs.caffe.io import (
+    blob_to_array,
+    layer_lines,
+    read_net_prototxt,
+    read_solver_prototxt,
+    read_solverstate,
+    write_solverstate,
+)
+from facs.caffe.net import Net
 from facs.caffe.trainlog import TrainLog
 from facs.errors import FacsError
 
@@ -30,8 +38,6 @@ def _resolve(path: str, base: Path) -> Path:
 
 
 def read_solver(path: Path) -> caffe_pb2.SolverParameter:
-    from facs.caffe.io import read_solver_prototxt
-
     if not path.exists():
         raise FacsError(f"{path}: solver file does not exist")
     return read_solver_prototxt(path)
@@ -47,15 +53,11 @@ class NetSource(NamedTuple):
     lines: list[int] | None
 
     def build(self, phase: str):
-        from facs.caffe.net import Net
-
         return Net(self.param, phase, base_dir=self.base_dir, source=self.source,
                    lines=self.lines)  # fmt: skip
 
 
 def _read_net(path: Path, what: str) -> NetSource:
-    from facs.caffe.io import layer_lines, read_net_prototxt
-
     if not path.exists():
         raise FacsError(f"{what}: net file {path} does not exist")
     lines = layer_lines(path.read_text(encoding="utf-8"))

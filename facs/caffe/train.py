@@ -1,6 +1,6 @@
 """`facs train`: train a net from a Caffe solver prototxt (one process, or DDP via torchrun).
 
-facs train --solver prototxt/quick/spatial_solver.prototxt [--weights W.caffemodel]
+facs train --solver prototxt/quick/alexnet_finetune_solver.prototxt [--weights W.caffemodel]
 facs train --solver S --resume S_iter_500.solverstate
 torchrun --nproc_per_node 2 -m facs.caffe.train --solver S     # DistributedDataParallel
 """
@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from facs.caffe.solver import Solver
+from facs.cli import main as cli_main
 from facs.errors import FacsError
 
 
@@ -40,8 +42,6 @@ def train(
     log: bool = True,
 ) -> Path:
     """Train to the solver's max_iter; returns the final .caffemodel path (same on all ranks)."""
-    from facs.caffe.solver import Solver
-
     if weights is not None and resume is not None:
         raise FacsError("give --weights or --resume, not both")
     device = _init_distributed(device)
@@ -83,8 +83,6 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point for `python -m facs.caffe.train` / `torchrun -m facs.caffe.train`."""
-    from facs.cli import main as cli_main
-
     code = cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from facs.datasets import mmi
+from facs.datasets import disfa, mmi
 from facs.datasets.mmi import Clip
 from facs.errors import FacsError
-from facs.jsonio import read_json, write_json_atomic
+from facs.fileio import read_json, write_json
 
 FORMAT = "facs-index/1"
 
@@ -65,10 +65,6 @@ class Index:
             "skipped": list(self.skipped),
         }
 
-    def __getitem__(self, key: str):
-        """Dict-style access to the file's fields (index["labels"], index["clips"])."""
-        return self.to_json()[key]
-
 
 def _subject_key(s: str):
     return (0, int(s), "") if s.isdigit() else (1, 0, s)
@@ -91,8 +87,6 @@ DATASETS = ("auto", "mmi", "disfa")
 def detect_dataset(root: str | Path) -> str:
     """'disfa' for a tree with ActionUnit_Labels/, else 'mmi' (whose reader reports a missing
     Sessions/ folder)."""
-    from facs.datasets import disfa
-
     root = Path(root)
     if not (root / "Sessions").is_dir() and root.name != "Sessions" and disfa.is_disfa(root):
         return "disfa"
@@ -116,8 +110,6 @@ def build_index(
         dataset = detect_dataset(root)
     skipped: list[mmi.Skipped] = []
     if dataset == "disfa":
-        from facs.datasets import disfa
-
         base = Path(root).resolve()
         clips = disfa.scan(base, camera, progress=progress, skip_bad=skip_bad, skipped=skipped)
         if not clips:
@@ -141,13 +133,13 @@ def build_index(
 
 
 def write_index(index: Index, path: str | Path) -> Path:
-    return write_json_atomic(path, index.to_json())
+    return write_json(path, index.to_json())
 
 
 def load_index(path: str | Path) -> Index:
     """Read WORK/index.json (FacsError naming the file if it is not an index)."""
     path = Path(path)
-    d = read_json(path, "index file")
+    d = read_json(path, "index file", "run `facs index` first")
     try:
         root = Path(d["root"])
         if not root.is_absolute():

@@ -39,6 +39,7 @@ import numpy as np
 
 from facs.aus import normalize_code, sort_codes
 from facs.errors import FacsError
+from facs.video import probe
 
 OAO_SUFFIX = "-oao_aucs.xml"
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".wmv", ".mpg", ".mpeg", ".mkv", ".webm")
@@ -252,8 +253,6 @@ def _quiet_native_stderr() -> Iterator[None]:
 
 
 def _probe(path: Path):
-    from facs.video import probe
-
     with _quiet_native_stderr():
         return probe(path)
 

@@ -1,0 +1,394 @@
+"""`facs serve`: the web demo (one page) and its REST API, served by waitress.
+
+    facs serve [--host 127.0.0.1] [--port 9000] [--model DIR] [--workers N]
+               [--max-upload-mb MB] [--max-seconds S] [--debug]
+
+The routes are facs.web.routes (JSON everywhere, errors as {"error", "status"}). Statuses: 413
+upload too large, 415 not a video, 422 broken/truncated/too long, 503 + Retry-After when every
+analysis worker is busy and the waiting room is full. Prediction itself is
+facs.analysis.predict (the same code path as `facs analyze`), run in worker processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import math
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from flask import Flask, current_app, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from facs.analysis.model import MODELS_DIR, Model, default_model, load_model
+from facs.aus import au_label
+from facs.datasets.realfaces import cache_dir as facs_cache
+from facs.datasets.realfaces import examples_dir
+from facs.errors import FacsError
+from facs.web.jobs import AnalysisPool, Job, PoolFull
+from facs.web.media import EXAMPLE_ID, Example, list_examples, warm_cache
+from facs.web.routes import bp, error
+from facs.web.worker import WorkerProcesses
+
+WEB_DIR = Path(__file__).resolve().parents[2] / "web"
+DEFAULTS = {
+    "workers": 2,
+    "queue": 2,
+    "max_upload_mb": 64.0,
+    "max_seconds": 30.0,
+}
+
+
+def sweep_stale_upload_dirs() -> None:
+    """Remove upload folders of servers that died without cleaning up (kill -9, power cut)."""
+    for folder in Path(tempfile.gettempdir()).glob("facs-uploads-*-*"):
+        pid = folder.name.split("-")[2]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except (ProcessLookupError, OverflowError):
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, another user's
+
+
+def describe_model(model: Model, source: str) -> dict:
+    """What /api/model and the page show: name, labels, streams, training data, metrics."""
+    return {
+        "name": model.name,
+        "source": source,
+        "created": model.created or None,
+        "trained_on": model.trained_on or None,
+        "description": model.description or None,
+        "labels": [{"code": c, "label": au_label(c)} for c in model.labels],
+        "streams": list(model.streams),
+        "fusion": model.fusion.get("method"),
+        "metrics": model.metrics or None,
+    }
+
+
+class DemoState:
+    """Everything the routes share: the model, the analysis pool and worker processes, the
+    upload folder, the examples and the limits (app.extensions["facs"])."""
+
+    def __init__(self, source: str, model: Model, pool: AnalysisPool, procs: WorkerProcesses,
+                 upload_dir: Path, cache_dir: Path, limits: dict, synth_root: Path | None,
+                 real_dir: Path | None):  # fmt: skip
+        self.source, self.model, self.pool, self.procs = source, model, pool, procs
+        self.model_info = describe_model(model, source)
+        self.upload_dir, self.cache_dir, self.limits = upload_dir, cache_dir, limits
+        self.synth_root, self.real_dir = synth_root, real_dir
+        self.web_dir = WEB_DIR
+        self.started = time.time()
+        self.durations: list[float] = []  # recent analysis times, for Retry-After
+        self._listing: dict = {"at": -1e9, "examples": {}}
+
+    def retry_after(self) -> str:
+        recent = self.durations[-8:]
+        typical = sum(recent) / len(recent) if recent else 5.0
+        return str(max(1, min(60, math.ceil(typical))))
+
+    def _analyse(self, job: Job, path: Path, name: str, limit: float, streams) -> dict:
+        """Runs on a pool thread, which waits for a worker process to do the analysis."""
+        t0 = time.time()
+        result = self.procs.run(job, path, name, limit, streams)
+        self.durations.append(time.time() - t0)
+        del self.durations[:-32]
+        return result
+
+    def start(self, path: Path, name: str, streams, limit: float | None = None) -> Job | None:
+        """Queue the analysis of `path` (removed afterwards); None when the pool is full."""
+        limit = self.limits["max_seconds"] if limit is None else limit
+        try:
+            return self.pool.submit(
+                lambda job: self._analyse(job, path, name, limit, streams),
+                cleanup=lambda: path.unlink(missing_ok=True),
+            )
+        except PoolFull:
+            return None
+
+    def examples(self) -> dict[str, Example]:
+        """The example whitelist, rescanned at most every 30 s (a corpus may be large)."""
+        if time.time() - self._listing["at"] > 30:
+            found = list_examples(self.synth_root, self.real_dir)
+            self._listing = {"at": time.time(), "examples": {e.id: e for e in found}}
+        return self._listing["examples"]
+
+    def example(self, example_id: str) -> Example | None:
+        if not EXAMPLE_ID.match(example_id):
+            return None
+        return self.examples().get(example_id)  # whitelist: only ids of clips found on disk
+
+    def close(self) -> None:
+        self.procs.close()
+        self.pool.shutdown()
+
+
+def create_app(
+    model: str | Path | None = None,
+    *,
+    workers: int = DEFAULTS["workers"],
+    queue: int = DEFAULTS["queue"],
+    max_upload_mb: float = DEFAULTS["max_upload_mb"],
+    max_seconds: float = DEFAULTS["max_seconds"],
+    synth_root: Path | None = Path("data/synth"),
+    real_dir: Path | None = None,
+    upload_dir: Path | None = None,
+    cache_dir: Path | None = None,
+    models_dir: Path = MODELS_DIR,
+    warm_examples: bool = True,
+    warm_workers: bool = True,
+):
+    """The Flask app. `model` is a model folder or name (default: the newest under
+    `models_dir`, else the built-in geometry model).
+
+    Uploads go to `upload_dir` (default: a private temp folder removed at exit) under
+    server-generated names and are deleted after analysis; transcoded example clips are
+    cached in `cache_dir` (default: facs' cache folder). `warm_examples` transcodes the
+    examples and `warm_workers` starts the worker processes (each loads the model) right away,
+    in the background. `close_app(app)` stops the worker processes.
+
+    The workers are spawned processes: a script that calls create_app must do so under
+    `if __name__ == "__main__":` (Python re-imports the main module in each worker).
+    """
+    source = str(model) if model is not None else default_model(models_dir)
+    try:
+        loaded = load_model(source, models_dir)
+    except FacsError:
+        raise
+    except Exception as exc:  # a broken model folder is the operator's input error
+        raise FacsError(f"{source}: cannot load the model ({exc})") from exc
+    if not (WEB_DIR / "index.html").is_file():
+        raise FacsError(f"{WEB_DIR}: the web page (index.html) is missing")
+    if upload_dir is None:
+        sweep_stale_upload_dirs()
+        # mode 0700; the pid in the name lets a later server remove it after a kill -9
+        upload_dir = Path(tempfile.mkdtemp(prefix=f"facs-uploads-{os.getpid()}-"))
+        atexit.register(shutil.rmtree, upload_dir, True)
+    upload_dir.mkdir(parents=True, exist_ok=True)
+    real_dir = examples_dir() if real_dir is None else real_dir
+    cache_dir = cache_dir or facs_cache() / "web"
+
+    app = Flask("facs.web.app", static_folder=str(WEB_DIR / "static"), static_url_path="/static")
+    app.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 1024 * 1024)
+    pool = AnalysisPool(workers=workers, queue=queue)
+    procs = WorkerProcesses(str(loaded.folder or source), workers, pool.get)
+    if warm_workers:
+        procs.warm()
+    limits = {"max_upload_mb": max_upload_mb, "max_seconds": max_seconds}
+    st = DemoState(source, loaded, pool, procs, upload_dir, cache_dir, limits, synth_root, real_dir)
+    if warm_examples:
+        # Transcode the examples the browser cannot play now, not on the first click.
+        threading.Thread(
+            target=warm_cache,
+            args=(list(st.examples().values()), cache_dir),
+            daemon=True,
+            name="facs-warm-examples",
+        ).start()
+    app.extensions["facs"] = st
+    app.register_blueprint(bp)
+    app.after_request(security_headers)
+    app.register_error_handler(RequestEntityTooLarge, too_large)
+    app.register_error_handler(HTTPException, http_error)
+    app.register_error_handler(Exception, internal_error)
+    return app
+
+
+def security_headers(resp):
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    resp.headers.setdefault("Referrer-Policy", "no-referrer")
+    resp.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; media-src 'self' blob:; img-src 'self' data: blob:; "
+        "style-src 'self'; script-src 'self'; object-src 'none'; frame-ancestors 'none'",
+    )
+    return resp
+
+
+def too_large(_exc):
+    limit = current_app.extensions["facs"].limits["max_upload_mb"]
+    return error(413, f"upload too large: the limit is {limit:g} MB")
+
+
+def http_error(exc: HTTPException):
+    if request.path.startswith("/api/"):
+        return error(exc.code or 500, exc.description or exc.name)
+    return exc
+
+
+def internal_error(exc: Exception):
+    current_app.logger.exception("unhandled error")
+    return error(500, f"internal error: {exc.__class__.__name__}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Serving
+
+
+def close_app(app) -> None:
+    """Stop the app's analysis worker processes and threads."""
+    app.extensions["facs"].close()
+
+
+def make_server(app, host: str = "127.0.0.1", port: int = 9000, threads: int | None = None):
+    """A waitress server for `app` (port 0 picks a free port: see `server.effective_port`).
+
+    Waitress buffers a whole request before the app sees it, so its own body limit is set just
+    above the app's: larger bodies are refused by waitress itself without reaching Flask.
+    """
+    from waitress.server import create_server
+
+    state = app.extensions["facs"]
+    pool: AnalysisPool = state.pool
+    max_body = int(state.limits["max_upload_mb"] * 1024 * 1024 * 1.5) + (1 << 20)
+    # Enough request threads that a full pool still answers 503 quickly.
+    threads = threads or pool.capacity + 4
+    return create_server(
+        app,
+        host=host,
+        port=port,
+        threads=threads,
+        max_request_body_size=max_body,
+        ident="facs",
+        clear_untrusted_proxy_headers=True,
+    )
+
+
+class BackgroundServer:
+    """Run a waitress server in a thread (tests, benchmarks): `with BackgroundServer(app) as s:`.
+
+    Leaving the block stops the server and, unless `close=False`, the app's workers."""
+
+    def __init__(self, app, host: str = "127.0.0.1", port: int = 0, close: bool = True):
+        self.app, self._close_app = app, close
+        self.server = make_server(app, host, port)
+        self.url = f"http://{host}:{self.server.effective_port}"
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.server.run()
+        except (OSError, ValueError):
+            if not self._closing:  # closing the socket under select() is the way to stop
+                raise
+
+    def __enter__(self) -> BackgroundServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._closing = True
+        self.server.task_dispatcher.shutdown(timeout=5)
+        self.server.close()
+        self._thread.join(timeout=5)
+        if self._close_app:
+            close_app(self.app)
+
+
+def _stop_on_sigterm(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback)")
+    parser.add_argument("--port", type=int, default=9000, help="port (default 9000)")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="model folder or name under models/ (default: the newest trained model, "
+        "else the built-in geometry model)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=DEFAULTS["workers"], help="parallel analyses (default 2)"
+    )
+    parser.add_argument(
+        "--queue",
+        type=int,
+        default=DEFAULTS["queue"],
+        help="analyses that may wait for a worker before the server answers 503 (default 2)",
+    )
+    parser.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=DEFAULTS["max_upload_mb"],
+        help="largest upload in MB; larger ones get 413 (default 64)",
+    )
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=DEFAULTS["max_seconds"],
+        help="longest uploaded clip in seconds; longer ones get 422 (default 30)",
+    )
+    parser.add_argument(
+        "--data", default="data/synth", help="synthetic corpus whose clips the page offers"
+    )
+    for action in parser._actions:  # the CLI's shared --debug means more here
+        if "--debug" in action.option_strings:
+            action.help = "Flask's debug server with tracebacks instead of waitress (not for use)"
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.workers < 1 or args.queue < 0:
+        raise FacsError("--workers must be >= 1 and --queue >= 0")
+    if args.max_upload_mb <= 0 or args.max_seconds <= 0:
+        raise FacsError("--max-upload-mb and --max-seconds must be positive")
+    app = create_app(
+        args.model,
+        workers=args.workers,
+        queue=args.queue,
+        max_upload_mb=args.max_upload_mb,
+        max_seconds=args.max_seconds,
+        synth_root=Path(args.data),
+    )
+    info = app.extensions["facs"].model_info
+    trained = info.get("trained_on") or {}
+    print(
+        f"facs serve: model {info['name']} ({info['source']}), streams "
+        f"{' + '.join(info['streams'])}, {len(info['labels'])} AUs"
+    )
+    if trained:
+        subjects = len(trained.get("train_subjects") or [])
+        print(
+            f"facs serve: trained on {trained.get('data')} (profile {trained.get('profile')}, "
+            f"config {trained.get('config')}, {trained.get('label_mode')} labels, "
+            f"{subjects} train subjects)"
+        )
+    print(
+        f"facs serve: {args.workers} workers + {args.queue} waiting, uploads <= "
+        f"{args.max_upload_mb:g} MB, clips <= {args.max_seconds:g} s"
+    )
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"facs serve: WARNING: listening on {args.host}; the demo has no authentication")
+    # A service manager stops us with SIGTERM: leave through the same path as Ctrl-C, so that
+    # the workers stop and the private upload folder is removed (atexit).
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    if args.debug:
+        print(f"facs serve: Flask debug server on http://{args.host}:{args.port}/ (not for use)")
+        try:
+            app.run(host=args.host, port=args.port, debug=True, use_reloader=False, threaded=True)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            close_app(app)
+        return 0
+    try:
+        server = make_server(app, args.host, args.port)
+    except OSError as exc:
+        close_app(app)
+        raise FacsError(f"{args.host}:{args.port}: cannot listen ({exc.strerror or exc})") from None
+    print(f"facs serve: http://{args.host}:{server.effective_port}/  (Ctrl-C stops)")
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+        close_app(app)
+    return 0

@@ -1,0 +1,174 @@
+"""The analysis worker processes of the web demo.
+
+Analyses run in separate processes (spawned, `workers` of them), not in the server's threads:
+native libraries on the prediction path (dlib's detector, shared per process) are not safe to
+call from two threads at once, a crash in native code must not take the server down, and
+processes run Python-heavy stages in parallel. Each worker loads the model once
+(`init(model_source, progress_queue)`); `analyse(...)` checks the clip by decoding it, runs
+facs.analysis.predict.predict_video and sends progress messages `(job_id, fraction, stage)`
+through the queue, which the server's AnalysisPool thread copies onto the job.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+from facs.analysis.landmarks import LandmarkTracker
+from facs.analysis.model import load_model
+from facs.analysis.predict import predict_video
+from facs.errors import FacsError
+from facs.web.jobs import JobError
+from facs.web.media import MediaError, check_upload
+
+_MODEL: Any = None
+_QUEUE: Any = None
+
+
+def init(model_source: str, queue: Any, threads: int) -> None:
+    """Process initializer: thread counts, then the model (loaded once per worker)."""
+    global _MODEL, _QUEUE
+    _QUEUE = queue
+    _exit_with_parent()
+    cv2.setNumThreads(threads)
+    # Not importing torch here: a geometry-only model never needs it; when a CNN stream
+    # imports it, it reads these.
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    os.environ.setdefault("MKL_NUM_THREADS", str(threads))
+    _MODEL = load_model(model_source)
+    LandmarkTracker()  # every prediction finds faces with dlib: load its models now
+
+
+def _exit_with_parent() -> None:
+    """End this worker when the server dies without stopping it (kill -9): no orphans."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(2.0)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="facs-parent-watch").start()
+
+
+def _report(job_id: str, fraction: float, stage: str) -> None:
+    if _QUEUE is not None:
+        _QUEUE.put((job_id, fraction, stage))
+
+
+def analyse(
+    job_id: str, path: str, display_name: str, limit: float, streams: list[str] | None = None
+) -> dict:
+    """Check the clip, predict, and return the JSON-ready result (raises JobError)."""
+    t0 = time.time()
+    _report(job_id, 0.0, "checking the video")
+    try:
+        check = check_upload(Path(path), limit if math.isfinite(limit) else 1e9)
+    except MediaError as exc:
+        raise JobError(exc.status, exc.message) from None
+    _report(job_id, 0.02, "analysing frames")
+    last = [0.0]
+
+    def progress(done: int, total: int | None = None) -> None:
+        frac = 0.02 + 0.97 * min(1.0, done / max(1, total or check.frames))
+        if frac - last[0] >= 0.02:  # a message per 2 %: the queue is not free
+            last[0] = frac
+            _report(job_id, frac, "analysing frames")
+
+    try:
+        result = dict(predict_video(Path(path), _MODEL, streams=streams, progress=progress))
+    except FacsError as exc:
+        raise JobError(422, str(exc).replace(str(path), "the video")) from None
+    frames = result.get("per_frame") or []
+    if len(check.times) == len(frames):
+        # Presentation timestamps, not index/fps: a browser's recording has a variable frame
+        # rate, and the page seeks its <video> by these times.
+        for f, t in zip(frames, check.times, strict=True):
+            f["time"] = round(t, 6)
+    if frames and not any(f.get("face") for f in frames):
+        result.setdefault("message", "no face was found in any frame of this video")
+    result["video"] = display_name  # never the server's own file name
+    result["elapsed_s"] = round(time.time() - t0, 3)
+    return result
+
+
+def ping() -> int:
+    """A no-op job: makes a worker start (and load its model) ahead of the first request."""
+    return os.getpid()
+
+
+# ---------------------------------------------------------------------------------------------
+# The server's side
+
+
+class WorkerProcesses:
+    """`workers` spawned analysis processes holding the model; `run(job, ...)` blocks a server
+    thread until its analysis is done, copying progress onto `job` meanwhile."""
+
+    def __init__(self, model_source: str, workers: int, jobs_lookup) -> None:
+        self._ctx = multiprocessing.get_context("spawn")  # no fork of a threaded server
+        self._source = model_source
+        self._workers = workers
+        self._threads = max(1, (os.cpu_count() or 1) // workers)
+        self._queue = self._ctx.Queue()
+        self._lookup = jobs_lookup  # job id -> Job | None
+        self._lock = threading.Lock()
+        self._executor = self._new_executor()
+        self._closed = False
+        self._listener = threading.Thread(target=self._listen, daemon=True, name="facs-progress")
+        self._listener.start()
+
+    def _new_executor(self):
+        return ProcessPoolExecutor(
+            max_workers=self._workers,
+            mp_context=self._ctx,
+            initializer=init,
+            initargs=(self._source, self._queue, self._threads),
+        )
+
+    def _listen(self) -> None:
+        while True:
+            msg = self._queue.get()
+            if msg is None:
+                return
+            job_id, fraction, stage = msg
+            job = self._lookup(job_id)
+            if job is not None and job.state == "running":
+                job.progress = max(job.progress, fraction)
+                job.stage = stage
+
+    def warm(self) -> None:
+        """Start every worker now (each loads the model), not on the first request."""
+        with self._lock:
+            for _ in range(self._workers):
+                self._executor.submit(ping)
+
+    def run(self, job, path: Path, name: str, limit: float, streams: list | None = None) -> dict:
+        with self._lock:
+            executor = self._executor
+        try:
+            future = executor.submit(analyse, job.id, str(path), name, limit, streams)
+            return future.result()
+        except BrokenProcessPool:
+            # A worker died (native crash, out of memory): replace the pool, report this job.
+            with self._lock:
+                if self._executor is executor and not self._closed:
+                    self._executor = self._new_executor()
+            raise JobError(500, "the analysis worker crashed on this clip; try again") from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._executor.shutdown(wait=True, cancel_futures=True)
+        self._queue.put(None)
+        self._listener.join(timeout=5)
