@@ -53,11 +53,6 @@ class DeployNet:
         self.input = net.input_names[0]
         self.source = source
 
-    @property
-    def input_size(self) -> int:
-        """Side of the net's input (its Input shape's last dim)."""
-        return int(self.net.blob_shapes[self.input][-1])
-
     @classmethod
     def load(
         cls,

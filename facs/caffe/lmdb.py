@@ -202,12 +202,6 @@ def iter_records(path: str | Path) -> Iterator[tuple[str, bytes]]:
         env.close()
 
 
-def iter_datums(path: str | Path) -> Iterator[tuple[str, caffe_pb2.Datum]]:
-    """(key, Datum) in key order."""
-    for key, raw in iter_records(path):
-        yield key, parse_datum(raw, Path(path), key)
-
-
 def read_lmdb(path: str | Path, limit: int | None = None) -> tuple[list[str], np.ndarray]:
     """(keys, N x C x H x W array) of a data or label database, in key order."""
     keys, arrays = [], []

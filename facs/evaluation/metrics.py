@@ -110,12 +110,3 @@ def frequency_baseline(train_labels: np.ndarray, n: int) -> np.ndarray:
     """N x L 'probabilities' = each label's training prevalence (majority vote at 0.5)."""
     prev = np.asarray(train_labels, dtype=np.float64).mean(axis=0)
     return np.tile(prev, (n, 1))
-
-
-def hamming_score_by_hand(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Godbole & Sarawagi's formula written out, to check the scikit-learn convention in tests."""
-    scores = []
-    for t, p in zip(np.asarray(y_true, bool), np.asarray(y_pred, bool), strict=True):
-        union = np.logical_or(t, p).sum()
-        scores.append(1.0 if union == 0 else np.logical_and(t, p).sum() / union)
-    return float(np.mean(scores))

@@ -34,6 +34,7 @@ from google.protobuf import text_format
 from tqdm import tqdm
 
 from facs.analysis.model import StreamSpec, read_stream, write_stream
+from facs.caffe import caffe_pb2
 from facs.caffe.deploy import DeployNet, score_lmdb
 from facs.caffe.io import write_prototxt
 from facs.caffe.lmdb import read_labels
@@ -57,6 +58,7 @@ from facs.training.render import (
 
 STREAMS = ("spatial", "onevsall", "flow")
 PARTS = ("train", "val", "test")
+MEAN = "mean.binaryproto"
 
 
 @dataclass
@@ -108,6 +110,39 @@ def _fingerprint(messages, lmdbs: dict[str, LmdbPair], init: Path | None, seed, 
     return h.hexdigest()[:16]
 
 
+def render_nets(
+    settings: dict,
+    out: Path,
+    lmdbs: dict[str, LmdbPair],
+    num_output: int,
+    column: int | None,
+    n_labels: int,
+    seed: int,
+) -> tuple[caffe_pb2.NetParameter, caffe_pb2.SolverParameter, caffe_pb2.NetParameter, int]:
+    """(train_val net, solver, deploy net, crop) of one net, rendered for `out`."""
+    train_l = lmdbs["train"]
+    # The net's input size: the profile's, else the LMDB's crop (the Data layer crops to it).
+    crop = int(settings.get("crop") or train_l.manifest.get("crop") or train_l.input.faces.size)
+    sources = {
+        "TRAIN": (train_l.data, train_l.labels),
+        "TEST": (lmdbs["val"].data, lmdbs["val"].labels),
+    }
+    # The mean sits beside the rendered net: a relative path keeps the caffemodel free of
+    # machine paths (two identical runs give identical files).
+    mean = Path(MEAN) if train_l.mean is not None else None
+    template = repo_path(settings["train_val"])
+    net = render_train_val(template, sources, mean, crop, num_output, settings.get("batch"))
+    if column is not None:
+        set_label_column(net, column, n_labels)
+    overrides = {"random_seed": seed, **settings.get("solver_overrides", {})}
+    solver = render_solver(
+        repo_path(settings["solver"]), out / "train_val.prototxt", out / "snap", overrides
+    )
+    channels = train_l.input.channels
+    deploy = render_deploy(repo_path(settings["deploy"]), channels, crop, num_output)
+    return net, solver, deploy, crop
+
+
 def train_one(
     settings: dict,
     out: Path,
@@ -122,32 +157,9 @@ def train_one(
     """Render, train and package one net into `out`; returns its StreamSpec (also written to
     out/stream.json). Skipped when out/stream.json has the same fingerprint."""
     out.mkdir(parents=True, exist_ok=True)
-    train_l = lmdbs["train"]
-    inp = train_l.input
-    # The net's input size: the profile's, else the LMDB's crop (the Data layer crops to it).
-    crop = int(settings.get("crop") or train_l.manifest.get("crop") or inp.faces.size)
-    sources = {
-        "TRAIN": (train_l.data, train_l.labels),
-        "TEST": (lmdbs["val"].data, lmdbs["val"].labels),
-    }
-    # The mean sits beside the rendered net: a relative path keeps the caffemodel free of
-    # machine paths (two identical runs give identical files).
-    mean = "mean.binaryproto" if train_l.mean is not None else None
-    net = render_train_val(
-        repo_path(settings["train_val"]),
-        sources,
-        Path(mean) if mean else None,
-        crop,
-        num_output,
-        settings.get("batch"),
+    net, solver, deploy, crop = render_nets(
+        settings, out, lmdbs, num_output, column, n_labels, seed
     )
-    if column is not None:
-        set_label_column(net, column, n_labels)
-    overrides = {"random_seed": seed, **settings.get("solver_overrides", {})}
-    solver = render_solver(
-        repo_path(settings["solver"]), out / "train_val.prototxt", out / "snap", overrides
-    )
-    deploy = render_deploy(repo_path(settings["deploy"]), inp.channels, crop, num_output)
     fingerprint = _fingerprint((net, solver, deploy), lmdbs, init_weights, seed, device)
     if (out / "stream.json").is_file() and (out / "weights.caffemodel").is_file():
         old = read_stream(out)
@@ -155,14 +167,14 @@ def train_one(
             print(f"train-stream: {out} is up to date (fingerprint {fingerprint}), skipped")
             return old
     (out / "stream.json").unlink(missing_ok=True)
-    if mean:
-        shutil.copyfile(train_l.mean, out / mean)
-    write_prototxt(out / "train_val.prototxt", net)
-    write_prototxt(out / "solver.prototxt", solver)
-    write_prototxt(out / "deploy.prototxt", deploy)
+    mean = lmdbs["train"].mean
+    if mean is not None:
+        shutil.copyfile(mean, out / MEAN)
+    for name, message in (("train_val", net), ("solver", solver), ("deploy", deploy)):
+        write_prototxt(out / f"{name}.prototxt", message)
     print(
-        f"train-stream: {out}: net {settings['train_val']} (rendered: train_val.prototxt), "
-        f"solver {settings['solver']} (solver.prototxt), deploy {settings['deploy']}"
+        f"train-stream: {out}: net {settings['train_val']}, solver {settings['solver']}, "
+        f"deploy {settings['deploy']} (rendered beside the weights)"
     )
     t0 = time.perf_counter()
     final = train(out / "solver.prototxt", weights=init_weights, device=device, seed=seed)
@@ -172,8 +184,8 @@ def train_one(
         folder=out.name,
         deploy="deploy.prototxt",
         weights="weights.caffemodel",
-        mean=mean,
-        input=inp,
+        mean=MEAN if mean is not None else None,
+        input=lmdbs["train"].input,
         crop=crop,
         scale=data_scale(net),
         training={
