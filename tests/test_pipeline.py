@@ -104,6 +104,7 @@ def test_model_folder_and_figures(tiny_run):
     spec = json.loads((folder / "model.json").read_text())
     assert set(spec["streams"]) == {"spatial", "flow"}
     assert spec["trained_on"]["config"] == "best"
+    assert spec["trained_on"]["faces"] == "synthetic drawn faces (facs synth)"
     assert spec["format"] == "facs-model/2"
     assert spec["streams"]["spatial"]["input"]["reference"] == "median"  # frame + frame - median
     assert spec["streams"]["flow"]["input"]["stride"] == 3
@@ -195,3 +196,27 @@ def test_model_runs_the_streams_its_fusion_was_fitted_on(tiny_run, tmp_path):
     _cli("fuse", *tiny_run["common"], "--config", "best", "--models", str(models))
     spec = json.loads((models / "tiny-best" / "model.json").read_text())
     assert list(spec["streams"]) == spec["fusion"]["streams"] == ["spatial", "flow"]
+
+
+def test_a_model_of_drawn_faces_says_so(tiny_run, examples_dir, tmp_path, capsys):
+    """Named explicitly, a model trained on the synthetic corpus runs, and the summary and the
+    JSON say it learned drawn faces."""
+    import cv2
+
+    from facs.video import probe, read_frames
+
+    src = examples_dir / "single_face.mp4"
+    clip = tmp_path / "short.avi"
+    vw = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), probe(src).fps, (640, 360))
+    for i, frame in enumerate(read_frames(src)):
+        if i < 20:
+            vw.write(frame)
+    vw.release()
+    out = tmp_path / "r.json"
+    folder = str(tiny_run["models"] / "tiny-best")
+    _cli("analyze", str(clip), "--model", folder, "-o", str(out), "--format", "json", "--quiet")
+    printed = capsys.readouterr().out
+    assert "trained on synthetic drawn faces" in printed
+    assert "WARNING: this model learned synthetic drawn faces" in printed
+    r = json.loads(out.read_text())
+    assert r["trained_on"].startswith("synthetic drawn faces") and r["frames"] == 20

@@ -277,13 +277,13 @@ def _get(url: str) -> bytes:
     return data
 
 
-def test_model_folder_is_described_and_newest_is_default(tmp_path):
+def test_model_folder_is_described_and_the_default_is_the_real_face_model(tmp_path):
     """A model folder's model.json is what /api/model and the page show; with no --model the
-    newest folder under models/ is served."""
+    built-in real-face model is served, whatever models/ holds (a model of drawn faces runs
+    only when named)."""
     from facs.analysis.model import default_model
 
     models = tmp_path / "models"
-    assert default_model(models) == "geometry"  # nothing trained yet
     for name, created in (("old", "2026-01-01T00:00:00"), ("new", "2026-02-01T00:00:00")):
         (models / name).mkdir(parents=True)
         spec = {
@@ -292,6 +292,7 @@ def test_model_folder_is_described_and_newest_is_default(tmp_path):
             "created": created,
             "trained_on": {
                 "data": "data/synth",
+                "faces": "synthetic drawn faces (facs synth)",
                 "profile": "quick",
                 "config": "best",
                 "label_mode": "span",
@@ -303,10 +304,9 @@ def test_model_folder_is_described_and_newest_is_default(tmp_path):
             "metrics": {"fused": {"macro_f1": 0.5}},
         }
         (models / name / "model.json").write_text(json.dumps(spec))
-    chosen = default_model(models)
-    assert Path(chosen).name == "new"
+    assert default_model() == "face"
     app = create_app(
-        chosen,
+        models / "new",
         synth_root=None,
         real_dir=tmp_path,
         upload_dir=tmp_path / "up",
@@ -326,6 +326,7 @@ def test_model_folder_is_described_and_newest_is_default(tmp_path):
         "AU25 Lips Part",
     ]
     assert m["fusion"] == "average" and m["metrics"]["fused"]["macro_f1"] == 0.5
+    assert m["faces"].startswith("synthetic drawn faces") and m["synthetic"] is True
 
 
 def test_facs_serve_command(tmp_path):

@@ -21,7 +21,7 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 def server(tmp_path_factory, examples_dir):
     tmp = tmp_path_factory.mktemp("web-browser")
     app = create_app(
-        "geometry",
+        None,  # the default: the built-in real-face model
         workers=1,  # one analysis at a time is all a browser asks for
         queue=2,
         max_seconds=12,
@@ -202,8 +202,9 @@ def test_upload_a_file(page, server, tmp_path, examples_dir):
     _check_drawn(page, got["frames"])
     frame = _click_and_seek(page, 0.5)
     assert 33 <= frame <= 38
-    # The page says which model produced it.
-    assert "geometry" in page.inner_text("#model-info")
+    # The page says which model produced it, and what faces it learned.
+    info = page.inner_text("#model-info")
+    assert "face" in info and "learned: real faces" in info
     _shot(page, "web-upload-results.png")
 
 

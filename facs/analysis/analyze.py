@@ -1,7 +1,11 @@
 """`facs analyze`: a per-frame AU table for any video, in the style of OpenFace's FeatureExtraction.
 
-    facs analyze VIDEO_OR_DIR... [-o OUT] [--model DIR|NAME|geometry] [--format csv|json]
-                 [--streams geometry,spatial,flow]
+    facs analyze VIDEO|PHOTO|DIR... [-o OUT] [--model face|blendshapes|geometry|DIR|NAME]
+                 [--format csv|json] [--streams spatial,flow,face] [--fps 30]
+
+The default model is the built-in real-face model (`face`: MediaPipe's landmarks and
+blendshapes, facs.analysis.realface); a model trained on the synthetic corpus runs only when
+named, and the summary then says that it learned drawn faces.
 
 One CSV per video: `frame, timestamp, confidence, success`, then a probability column per AU
 (`AU01_p`, `AU02_p`, ...) and a 0/1 presence column per AU (`AU01_c`, ...; probability >= the
@@ -9,8 +13,10 @@ model's threshold for that AU). `frame` is 0-based (OpenFace counts from 1) and
 `timestamp = frame / fps`; one row per decoded frame; `success` is 0 on frames without a face
 (their probabilities are 0). `--format json` writes facs.analysis.predict's full result instead.
 
-OUT is a folder (default `facs_out/`), or a file name ending in .csv/.json for a single video.
-A directory argument means every video file in it. A video in which no face is found still gets
+OUT is a folder (default `facs_out/`), or a file name ending in .csv/.json for a single input.
+A still image (`photo.jpg`) is one row. A folder argument means every video file in it; a
+folder without videos but with images is one image sequence (frames in name order, `--fps`,
+as CK+ stores its sessions). A video in which no face is found still gets
 its table (every row success = 0) and a message; a video that cannot be decoded is reported by
 name, the other videos are still analysed, and the exit status is 2.
 """
@@ -28,44 +34,59 @@ import pandas as pd
 from tqdm import tqdm
 
 from facs.analysis.model import default_model, load_model
-from facs.analysis.predict import predict_video
+from facs.analysis.predict import predict_video, stream_names
 from facs.aus import au_label, column_prefix
 from facs.errors import FacsError
 from facs.fileio import atomic_path, write_text
+from facs.video import IMAGE_EXTS, image_files
 
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".y4m"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("videos", nargs="+", type=Path, help="video files or folders of videos")
+    parser.add_argument(
+        "videos",
+        nargs="+",
+        type=Path,
+        help="videos, still images, folders of videos, or folders of images (one sequence each)",
+    )
     parser.add_argument(
         "-o", "--out", type=Path, default=Path("facs_out"), help="output folder (or file)"
     )
     parser.add_argument(
         "--model",
         default=None,
-        help="model folder or name under models/ (default: the newest, else 'geometry')",
+        help="built-in model (face: real faces, the default; blendshapes; geometry) or a model "
+        "folder / name under models/",
     )
     parser.add_argument("--format", choices=("csv", "json"), default="csv")
     parser.add_argument(
         "--streams",
         default=None,
-        help="comma-separated subset of the model's streams (geometry, spatial, flow)",
+        help="comma-separated streams: the model's, or the built-in face / geometry added to it",
+    )
+    parser.add_argument(
+        "--fps", type=float, default=None, help="frame rate of an image sequence (default 30)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def expand_videos(paths: list[Path]) -> list[Path]:
-    """Files as given; folders -> their video files (sorted). Missing paths raise FacsError."""
+    """Inputs: files as given; a folder -> its video files (sorted), or the folder itself when
+    it holds images but no video (an image sequence). Missing paths raise FacsError."""
     out: list[Path] = []
     for p in paths:
         if p.is_dir():
             found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in VIDEO_EXTS)
-            if not found:
+            if found:
+                out.extend(found)
+            elif image_files(p):
+                out.append(p)
+            else:
                 raise FacsError(
-                    f"{p}: folder holds no video files ({', '.join(sorted(VIDEO_EXTS))})"
+                    f"{p}: folder holds no video ({', '.join(sorted(VIDEO_EXTS))}) and no image "
+                    f"({', '.join(sorted(IMAGE_EXTS))}) files"
                 )
-            out.extend(found)
         elif p.exists():
             out.append(p)
         else:
@@ -84,7 +105,7 @@ def table(result: dict):
     frame = np.arange(n)
     data = {
         "frame": frame,
-        "timestamp": frame / fps,
+        "timestamp": frame / fps if fps else np.zeros(n),
         "confidence": [r["confidence"] for r in rows],
         "success": [int(r["face"]) for r in rows],
     }
@@ -116,15 +137,24 @@ def write(result: dict, path: Path, fmt: str) -> None:
 def summary(result: dict, seconds: float) -> str:
     n, faces = result["frames"], result["faces"]
     speed = n / seconds if seconds > 0 else 0.0
-    head = (
-        f"{result['video']}: {n} frames at {result['fps']:.2f} fps, face in {faces} "
-        f"({100.0 * faces / max(n, 1):.0f} %), {speed:.1f} frames/s "
-        f"({speed / max(result['fps'], 1e-6):.2f}x real time)"
-    )
+    if result.get("input") == "image":
+        head = f"{result['video']}: a still image, {'a face' if faces else 'no face'}"
+    else:
+        head = (
+            f"{result['video']}: {n} frames at {result['fps']:.2f} fps, face in {faces} "
+            f"({100.0 * faces / max(n, 1):.0f} %), {speed:.1f} frames/s "
+            f"({speed / max(result['fps'], 1e-6):.2f}x real time)"
+        )
     if not faces:
         return head + "\n  no face was found in any frame: every row has success = 0"
     top = ", ".join(f"{au_label(t['code'])} {t['prob']:.2f}" for t in result["top5"])
-    return head + f"\n  top AUs (90th percentile over face frames): {top}"
+    lines = [head, f"  top AUs (90th percentile over face frames): {top}"]
+    for stream, cal in (result.get("calibration") or {}).items():
+        how = cal["method"]
+        if cal.get("neutral_frames"):
+            how += f" ({cal['neutral_frames']} quiet frames)"
+        lines.append(f"  calibration of the {stream} stream: {how}")
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -133,13 +163,14 @@ def run(args: argparse.Namespace) -> int:
         raise FacsError(f"-o {args.out}: {len(videos)} videos need an output folder, not a file")
     model = load_model(args.model or default_model())
     streams = [s.strip() for s in args.streams.split(",") if s.strip()] if args.streams else None
-    bad = [s for s in streams or [] if s not in model.streams]
-    if bad:
-        raise FacsError(
-            f"--streams: model {model.name} has no {', '.join(bad)} stream "
-            f"(it has: {', '.join(model.streams)})"
+    names = stream_names(model, streams)
+    print(f"facs analyze: model {model.name} ({', '.join(names)}), trained on {model.faces}")
+    if model.synthetic:
+        print(
+            "facs analyze: WARNING: this model learned synthetic drawn faces; its numbers on "
+            "real faces are not measured by its test F1 (the built-in real-face model: "
+            "--model face)"
         )
-    print(f"facs analyze: model {model.name} ({', '.join(streams or list(model.streams))})")
     failed: list[str] = []
     used: set[Path] = set()
     for video in videos:
@@ -159,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
 
         t0 = time.perf_counter()
         try:
-            result = predict_video(video, model, streams=streams, progress=progress)
+            result = predict_video(video, model, streams, progress, fps=args.fps)
         except FacsError as exc:
             bar.close()
             print(f"facs analyze: error: {exc}", file=sys.stderr)

@@ -40,10 +40,6 @@ from facs.errors import FacsError
 from facs.fileio import write_json
 
 
-def _mean(p: np.ndarray, idx) -> np.ndarray:
-    return p[..., list(idx), :].mean(axis=-2)
-
-
 def normalise(points: np.ndarray) -> np.ndarray:
     """68 x 2 pixel points (or N x 68 x 2) -> the face's frame: (u, v) in inter-ocular
     distances, origin between the eyes, u along the eye line, v down; roll removed."""
@@ -290,7 +286,7 @@ def calibrate(feats: np.ndarray) -> np.ndarray:
     return (feats - rest).astype(np.float32)
 
 
-def _split_blinks(p43: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray]:
+def split_blinks(p43: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray]:
     """Eye closure evidence -> (AU43, AU45): closures shorter than BLINK_S are blinks."""
     p43 = p43.copy()
     p45 = np.zeros_like(p43)
@@ -326,7 +322,7 @@ def rule_probs(feats: np.ndarray, labels=LABELS, fps: float = 25.0) -> np.ndarra
     z = np.clip((ev - 1.0) * 4.0, -30, 30)  # (d - t) / s with s = t / 4
     p = np.where(ok[:, None], 1.0 / (1.0 + np.exp(-z)), 0.0)
     probs = {c: p[:, j] for j, c in enumerate(codes)}
-    probs["43"], probs["45"] = _split_blinks(probs["43"], fps)
+    probs["43"], probs["45"] = split_blinks(probs["43"], fps)
     for j, code in enumerate(labels):
         if code in probs:
             out[:, j] = probs[code]

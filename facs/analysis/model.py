@@ -18,7 +18,8 @@ fitted on, the fusion, the thresholds and, once evaluated, the test metrics:
      "onevsall": {code: StreamSpec}, "metrics": {...}}
 
 Paths in a StreamSpec are relative to its folder, which is relative to the model folder.
-`load_model("geometry")` is the built-in landmark model that needs no training.
+`load_model("face")` (the default), `load_model("blendshapes")` and `load_model("geometry")`
+are the built-in models that need no training.
 """
 
 from __future__ import annotations
@@ -28,14 +29,15 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from facs.analysis.geometry import LABELS as GEOMETRY_LABELS
+from facs.analysis.realface import LABELS as FACE_LABELS
 from facs.errors import FacsError
 from facs.fileio import read_json, write_json
 from facs.preprocess.records import StreamInput
 
 FORMAT = "facs-model/2"
 MODELS_DIR = Path("models")
-BUILTIN = "geometry"
-KINDS = ("cnn", "landmarks")
+BUILTIN = "face"  # the default: the real-face model
+KINDS = ("cnn", "landmarks", "mediapipe")
 
 
 @dataclass
@@ -91,6 +93,8 @@ class StreamSpec:
             raise FacsError(f"{where}: a cnn stream needs deploy, weights and input")
         if spec.kind == "landmarks" and spec.method not in ("rules", "learned"):
             raise FacsError(f"{where}: a landmarks stream's method is rules or learned")
+        if spec.kind == "mediapipe" and spec.method not in ("combined", "blendshapes"):
+            raise FacsError(f"{where}: a mediapipe stream's method is combined or blendshapes")
         return spec
 
 
@@ -117,6 +121,17 @@ class Model:
 
     def file(self, stream: str, name: str | None) -> Path | None:
         return self.streams[stream].file(self.folder, name)
+
+    @property
+    def faces(self) -> str:
+        """What faces the model learned from, in words (the CLI, JSON and page say it)."""
+        if self.trained_on.get("faces"):
+            return str(self.trained_on["faces"])
+        return TRAINED_ON.get(self.name, "unknown")
+
+    @property
+    def synthetic(self) -> bool:
+        return self.faces.startswith("synthetic")
 
     def to_json(self) -> dict:
         return {
@@ -219,16 +234,42 @@ def write_model(model: Model, folder: Path | None = None) -> Path:
 # --------------------------------------------------------------------------- finding a model
 
 
-def builtin_geometry() -> Model:
-    """The landmark model that needs no training: facs.analysis.geometry's rules, 0.5."""
-    labels = list(GEOMETRY_LABELS)
+# Streams that need no files: any model can add them (`facs analyze --streams spatial,face`).
+BUILTIN_STREAMS = {
+    "face": StreamSpec(kind="mediapipe", method="combined"),
+    "geometry": StreamSpec(kind="landmarks", method="rules"),
+}
+TRAINED_ON = {
+    "face": "real faces (Google MediaPipe's face landmark and blendshape models; facs' AU rules)",
+    "blendshapes": "real faces (Google MediaPipe's blendshapes mapped to AUs; no geometry)",
+    "geometry": "no training data: FACS rules on dlib's 68 landmarks (dlib learned real faces)",
+}
+SYNTHETIC = "synthetic drawn faces (facs synth)"
+
+
+def builtin(name: str) -> Model:
+    """The built-in models, which need no training: `face` (the default: MediaPipe's
+    blendshapes and mesh, facs.analysis.realface), `blendshapes` (the blendshape mapping
+    alone) and `geometry` (dlib's landmarks, facs.analysis.geometry's FACS rules)."""
+    if name == "geometry":
+        labels, stream = list(GEOMETRY_LABELS), BUILTIN_STREAMS["geometry"]
+        description = "built-in: 68 dlib landmarks, per-person neutral calibration, FACS rules"
+        streams = {"geometry": stream}
+    else:
+        labels = list(FACE_LABELS)
+        method = "blendshapes" if name == "blendshapes" else "combined"
+        streams = {"face": StreamSpec(kind="mediapipe", method=method)}
+        description = (
+            "built-in: MediaPipe FaceLandmarker (478 landmarks, 52 blendshapes); blendshapes "
+            + ("mapped to AUs" if method == "blendshapes" else "and mesh geometry -> AU rules")
+        )
     return Model(
-        name=BUILTIN,
+        name=name,
         labels=labels,
-        streams={"geometry": StreamSpec(kind="landmarks", method="rules")},
-        fusion={"method": "average", "streams": ["geometry"]},
+        streams=streams,
+        fusion={"method": "average", "streams": list(streams)},
         thresholds={c: 0.5 for c in labels},
-        description="built-in: 68 dlib landmarks, per-person neutral calibration, FACS rules",
+        description=description,
     )
 
 
@@ -238,25 +279,21 @@ def model_folder(dir_or_name: str | Path, models_dir: Path = MODELS_DIR) -> Path
     if not (folder / "model.json").is_file() and (models_dir / folder / "model.json").is_file():
         folder = models_dir / folder
     if not (folder / "model.json").is_file():
-        raise FacsError(f"{folder}: not a model folder (no model.json) and not '{BUILTIN}'")
+        known = ", ".join(TRAINED_ON)
+        raise FacsError(f"{folder}: not a model folder (no model.json) nor a built-in ({known})")
     return folder
 
 
 def load_model(dir_or_name: str | Path | None = None, models_dir: Path = MODELS_DIR) -> Model:
-    """A model folder, a folder name under models/, or "geometry" (the built-in model)."""
-    if dir_or_name is None or str(dir_or_name) == BUILTIN:
-        return builtin_geometry()
+    """A model folder, a folder name under models/, or a built-in model (`face`, the default;
+    `blendshapes`; `geometry`)."""
+    name = BUILTIN if dir_or_name is None else str(dir_or_name)
+    if name in TRAINED_ON and not (models_dir / name / "model.json").is_file():
+        return builtin(name)
     return read_model(model_folder(dir_or_name, models_dir))
 
 
-def default_model(models_dir: Path = MODELS_DIR) -> str:
-    """The newest model folder under `models_dir` (by model.json's `created`), else the
-    built-in geometry model."""
-    found = []
-    for meta in Path(models_dir).glob("*/model.json"):
-        try:
-            created = str(read_json(meta).get("created", ""))
-        except FacsError:
-            continue
-        found.append((created, meta.stat().st_mtime, str(meta.parent)))
-    return max(found)[2] if found else BUILTIN
+def default_model() -> str:
+    """The model `facs analyze` and `facs serve` use unless told: the built-in real-face model.
+    A model trained on the synthetic corpus runs only when named (it learned drawn faces)."""
+    return BUILTIN

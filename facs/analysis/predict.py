@@ -1,21 +1,28 @@
 """The one prediction path of facs: `facs analyze` and the web demo both call it.
 
-    model = load_model("models/quick-best")   # facs.analysis.model: a folder, a name, "geometry"
+    model = load_model()                      # facs.analysis.model: "face" (default), a folder
     result = predict_video("clip.mp4", model, streams=None, progress=None)
 
-1. One decoding pass (facs.video): dlib's face and 68 landmarks in every frame (the `success`
-   column, the landmark stream) and, for CNN streams, the Haar detections of every `every`-th
-   frame, merged into the clip's one face box (facs.preprocess.records, as in training).
-2. Each stream to N x L probabilities: the landmark stream from the landmarks
-   (facs.analysis.geometry); a CNN stream from the records facs.preprocess.records makes of the
-   clip's crops (the very records the LMDB stage writes), scored by the deploy runtime
+The input is a video, a still image or a folder of images (facs.video.open_media).
+
+1. One decoding pass: the faces in every frame — MediaPipe's mesh and blendshapes
+   (facs.analysis.facemesh) for the real-face stream, dlib's 68 landmarks for the landmark
+   stream — and, for CNN streams, the Haar detections of every `every`-th frame, merged into
+   the clip's one face box (facs.preprocess.records, as in training). The `success` column and
+   the per-frame box come from MediaPipe when a stream uses it, else from dlib.
+2. Each stream to N x L probabilities: the real-face stream from the mesh and blendshapes
+   (facs.analysis.realface), the landmark stream from dlib's landmarks
+   (facs.analysis.geometry), a CNN stream from the records facs.preprocess.records makes of
+   the clip's crops (the very records the LMDB stage writes), scored by the deploy runtime
    (facs.caffe.deploy) on the frames with a face.
 3. Fusion with the model's spec (facs.training.fusion.fuse); frames without a face are 0.
 
 The result is JSON-ready:
 
-    {"video", "fps", "frames", "width", "height", "duration", "model", "streams", "labels",
-     "label_names", "thresholds", "faces" (frames with a face), "clip": {code: p},
+    {"video", "input" (video | image | sequence), "fps", "frames", "width", "height",
+     "duration", "model", "trained_on" (what faces the model learned, in words), "streams",
+     "calibration" ({stream: {"method", "neutral_frames"}}), "labels", "label_names",
+     "thresholds", "faces" (frames with a face), "clip": {code: p},
      "top5": [{"code", "label", "prob"}],
      "per_frame": [{"index", "time", "face": bool, "box": [x, y, w, h] | null, "confidence",
                     "probs": [p per label], "top5": [{"code", "prob"}]}]}
@@ -33,9 +40,10 @@ from pathlib import Path
 
 import numpy as np
 
-from facs.analysis import geometry
+from facs.analysis import geometry, realface
+from facs.analysis.facemesh import BLENDSHAPES, FaceMesh, MeshFace
 from facs.analysis.landmarks import FaceLandmarks, LandmarkTracker
-from facs.analysis.model import Model, load_model
+from facs.analysis.model import BUILTIN_STREAMS, Model, StreamSpec, load_model
 from facs.aus import au_label
 from facs.errors import FacsError
 from facs.preprocess.records import (
@@ -47,7 +55,7 @@ from facs.preprocess.records import (
     face_track,
 )
 from facs.training.fusion import fuse
-from facs.video import probe, read_frames
+from facs.video import Media, open_media
 
 CLIP_PERCENTILE = 90.0
 BATCH = 64
@@ -58,37 +66,59 @@ Progress = Callable[..., None]
 class VideoPass:
     """What the decoding pass found, and the face crops made from it (per face settings)."""
 
-    path: Path
+    media: Media
     fps: float
     frames: int
     width: int
     height: int
-    faces: list[FaceLandmarks | None]
+    faces: list  # the primary tracker's face per frame (MeshFace | FaceLandmarks | None)
+    dlib: list[FaceLandmarks | None] | None = None
+    mesh: list[MeshFace | None] | None = None
     track: FaceTrack | None = None  # the Haar clip box (CNN streams only)
     tick: Callable[[int], None] = lambda n: None  # progress in frames of work
     crops: dict = field(default_factory=dict)  # FaceParams -> N x S x S x 3 | None
+    calibration: dict = field(default_factory=dict)  # stream -> realface.Calibration
 
     @property
     def face(self) -> np.ndarray:
         return np.array([f is not None for f in self.faces], dtype=bool)
 
 
-def decode_pass(path: Path, fps: float, haar: FaceParams | None, tick) -> VideoPass:
-    """dlib landmarks of every frame; with `haar`, the clip's Haar face box as training makes
-    it (detections on frames 0, every, 2*every, ..., merged)."""
-    tracker = LandmarkTracker()
-    faces: list[FaceLandmarks | None] = []
+def decode_pass(
+    media: Media, kinds: set[str], haar: FaceParams | None, tick: Callable[[int], None]
+) -> VideoPass:
+    """The faces in every frame, by the trackers the streams' kinds need: MediaPipe for
+    `mediapipe`, dlib for `landmarks` (and for `cnn` when no MediaPipe runs); with `haar`,
+    the clip's Haar face box as training makes it (frames 0, every, 2*every, ..., merged)."""
+    mesh_on = "mediapipe" in kinds
+    dlib_on = "landmarks" in kinds or ("cnn" in kinds and not mesh_on)
+    tracker = LandmarkTracker() if dlib_on else None
+    mesher = FaceMesh(video=media.kind != "image") if mesh_on else None
+    dlib: list = []
+    mesh: list = []
     sampled, detections = [], []
     h = w = 0
-    for i, frame in enumerate(read_frames(path)):
-        h, w = frame.shape[:2]
-        faces.append(tracker(frame))
-        if haar is not None and i % haar.every == 0:
-            sampled.append(i)
-            detections.append(detect_faces(frame, haar))
-        tick(1)
+    step_ms = 1000.0 / media.fps if media.fps else 0.0
+    try:
+        for i, frame in enumerate(media.read()):
+            h, w = frame.shape[:2]
+            if tracker is not None:
+                dlib.append(tracker(frame))
+            if mesher is not None:
+                mesh.append(mesher(frame, int(round(i * step_ms))))
+            if haar is not None and i % haar.every == 0:
+                sampled.append(i)
+                detections.append(detect_faces(frame, haar))
+            tick(1)
+    finally:
+        if mesher is not None:
+            mesher.close()
     track = face_track(sampled, detections, haar) if haar is not None else None
-    return VideoPass(path, fps, len(faces), w, h, faces, track, tick)
+    faces = mesh if mesh_on else dlib
+    return VideoPass(
+        media, media.fps, len(faces), w, h, faces, dlib if dlib_on else None,
+        mesh if mesh_on else None, track, tick,
+    )  # fmt: skip
 
 
 def clip_crops(vp: VideoPass, params: FaceParams) -> np.ndarray | None:
@@ -98,7 +128,7 @@ def clip_crops(vp: VideoPass, params: FaceParams) -> np.ndarray | None:
         crops = None
         if vp.track is not None:
             crops = np.zeros((vp.frames, params.size, params.size, 3), np.uint8)
-            for i, frame in enumerate(read_frames(vp.path)):
+            for i, frame in enumerate(vp.media.read()):
                 if i >= vp.frames:
                     break
                 crops[i] = crop_face(frame, vp.track.box, params.size, True, params.mask_axes)
@@ -108,15 +138,32 @@ def clip_crops(vp: VideoPass, params: FaceParams) -> np.ndarray | None:
 
 
 def landmark_stream(vp: VideoPass, model: Model, name: str) -> np.ndarray:
-    """N x L probabilities of the landmark stream (NaN for labels it has no opinion on)."""
-    spec = model.streams[name]
+    """N x L probabilities of the dlib landmark stream (NaN: labels it has no opinion on)."""
+    spec = stream_spec(model, name)
     classifier = None
     if spec.method == "learned":
         if name not in model.cache:
             model.cache[name] = geometry.LearnedGeometry.load(model.file(name, spec.classifier))
         classifier = model.cache[name]
-    feats = geometry.landmarks_to_features(vp.faces)
-    return geometry.stream_probs(feats, model.labels, vp.fps, classifier)
+    feats = geometry.landmarks_to_features(vp.dlib)
+    return geometry.stream_probs(feats, model.labels, vp.fps or 25.0, classifier)
+
+
+def mediapipe_stream(vp: VideoPass, model: Model, name: str) -> np.ndarray:
+    """N x L probabilities of the real-face stream (NaN: labels it has no opinion on)."""
+    n = len(vp.mesh)
+    points = np.full((n, 478, 3), np.nan, np.float32)
+    blend = np.full((n, len(BLENDSHAPES)), np.nan, np.float32)
+    for i, f in enumerate(vp.mesh):
+        if f is not None:
+            points[i], blend[i] = f.points[:478], f.blendshapes
+    method = stream_spec(model, name).method
+    probs, vp.calibration[name] = realface.stream_probs(points, blend, model.labels, vp.fps, method)
+    return probs
+
+
+def stream_spec(model: Model, name: str) -> StreamSpec:
+    return model.streams.get(name) or BUILTIN_STREAMS[name]
 
 
 def _deploy(model: Model, name: str):
@@ -142,6 +189,11 @@ def cnn_stream(vp: VideoPass, model: Model, name: str) -> np.ndarray:
     (the others score 0; they are 0 after fusion anyway)."""
     spec = model.streams[name]
     out = np.zeros((vp.frames, len(model.labels)), np.float32)
+    if vp.media.kind == "image":
+        raise FacsError(
+            f"{vp.media.path}: a still image; model {model.name}'s {name} stream needs a video "
+            "(the built-in real-face model reads stills: --model face)"
+        )
     crops = clip_crops(vp, spec.input.faces)
     if crops is None:
         vp.tick(vp.frames)
@@ -164,14 +216,15 @@ def cnn_stream(vp: VideoPass, model: Model, name: str) -> np.ndarray:
 
 
 def stream_names(model: Model, streams: list[str] | None) -> list[str]:
-    """The streams to run: those asked for, else the ones the model's fusion was fitted on."""
+    """The streams to run: those asked for (the model's, or a built-in one: face, geometry),
+    else the ones the model's fusion was fitted on."""
     fitted = [s for s in model.fusion.get("streams") or [] if s in model.streams]
     names = list(streams) if streams else (fitted or list(model.streams))
-    missing = [s for s in names if s not in model.streams]
+    missing = [s for s in names if s not in model.streams and s not in BUILTIN_STREAMS]
     if missing:
         raise FacsError(
-            f"model {model.name}: has no {', '.join(missing)} stream "
-            f"(it has: {', '.join(model.streams)})"
+            f"model {model.name}: has no {', '.join(missing)} stream (it has: "
+            f"{', '.join(model.streams)}; built-in: {', '.join(BUILTIN_STREAMS)})"
         )
     return names
 
@@ -186,16 +239,18 @@ def predict_video(
     model: Model | str | Path | None = None,
     streams: list[str] | None = None,
     progress: Progress | None = None,
+    fps: float | None = None,
 ) -> dict:
-    """Per-frame AU probabilities of one video (see the module doc for the result)."""
-    path = Path(path)
+    """Per-frame AU probabilities of one video, still or image folder (the module doc says
+    what the result holds). `fps`: an image sequence's frame rate (default 30)."""
     if not isinstance(model, Model):
         model = load_model(model)
     names = stream_names(model, streams)
-    cnn = [s for s in names if model.streams[s].kind == "cnn"]
-    info = probe(path)
+    kinds = {stream_spec(model, s).kind for s in names}
+    cnn = [s for s in names if stream_spec(model, s).kind == "cnn"]
+    media = open_media(path, fps)
     # progress in frames of work: the decoding pass, the crop pass, one pass per CNN stream
-    total = info.frames * (1 + (1 + len(cnn) if cnn else 0))
+    total = media.frames * (1 + (1 + len(cnn) if cnn else 0))
     done = [0]
 
     def tick(n: int) -> None:
@@ -204,9 +259,9 @@ def predict_video(
             progress(min(done[0], total), total)
 
     haar = model.streams[cnn[0]].input.faces if cnn else None
-    vp = decode_pass(path, info.fps, haar, tick)
-    run = {"cnn": cnn_stream, "landmarks": landmark_stream}
-    scores = {s: run[model.streams[s].kind](vp, model, s) for s in names}
+    vp = decode_pass(media, kinds, haar, tick)
+    run = {"cnn": cnn_stream, "landmarks": landmark_stream, "mediapipe": mediapipe_stream}
+    scores = {s: run[stream_spec(model, s).kind](vp, model, s) for s in names}
     if progress is not None:
         progress(total, total)
     fused = np.asarray(fuse(scores, model.fusion), dtype=np.float32)
@@ -226,10 +281,10 @@ def result_json(vp: VideoPass, model: Model, names: list[str], fused: np.ndarray
         per_frame.append(
             {
                 "index": i,
-                "time": round(i / vp.fps, 6),
+                "time": round(i / vp.fps, 6) if vp.fps else 0.0,
                 "face": f is not None,
                 "box": list(f.box) if f is not None else None,
-                "confidence": round(f.confidence, 4) if f is not None else 0.0,
+                "confidence": round(float(f.confidence), 4) if f is not None else 0.0,
                 "probs": [round(float(p), 4) for p in row],
                 "top5": [{"code": c, "prob": round(p, 4)} for c, p in top5(row, labels)]
                 if f is not None
@@ -237,14 +292,17 @@ def result_json(vp: VideoPass, model: Model, names: list[str], fused: np.ndarray
             }
         )
     return {
-        "video": vp.path.name,
+        "video": vp.media.path.name,
+        "input": vp.media.kind,
         "fps": vp.fps,
         "frames": vp.frames,
         "width": vp.width,
         "height": vp.height,
         "duration": vp.frames / vp.fps if vp.fps else 0.0,
         "model": model.name,
+        "trained_on": model.faces,
         "streams": names,
+        "calibration": {s: c.to_json() for s, c in vp.calibration.items()},
         "labels": labels,
         "label_names": {c: au_label(c) for c in labels},
         "thresholds": {c: model.threshold(c) for c in labels},

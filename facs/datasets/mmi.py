@@ -27,11 +27,7 @@ Rules for MMI's quirks (also in docs/formats.md §2):
 
 from __future__ import annotations
 
-import os
-import sys
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -39,6 +35,7 @@ import numpy as np
 
 from facs.aus import normalize_code, sort_codes
 from facs.errors import FacsError
+from facs.fileio import quiet_native_stderr
 from facs.video import probe
 
 OAO_SUFFIX = "-oao_aucs.xml"
@@ -232,28 +229,8 @@ def _rel(path: Path, base: Path) -> str:
     return path.relative_to(base).as_posix()
 
 
-@contextmanager
-def _quiet_native_stderr() -> Iterator[None]:
-    """Silence what C libraries (FFmpeg, OpenCV's AVI parser) print to fd 2 while a video is
-    probed: a corrupt clip must end in one FacsError line naming it, not decoder chatter."""
-    try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(fd)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), fd)
-            yield
-    finally:
-        os.dup2(saved, fd)
-        os.close(saved)
-
-
 def _probe(path: Path):
-    with _quiet_native_stderr():
+    with quiet_native_stderr():
         return probe(path)
 
 

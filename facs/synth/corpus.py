@@ -79,6 +79,15 @@ def make_clip(task: tuple[str, int, int, int, int]) -> dict:
     return {"frames": plan.frames, "positives": positives}
 
 
+def is_synthetic(root: Path) -> bool:
+    """Whether a data root is a corpus `facs synth` drew (its corpus.json says so)."""
+    try:
+        doc = json.loads((Path(root) / "corpus.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and doc.get("generator") == "facs.synth"
+
+
 def _is_done(root: Path, params: dict) -> bool:
     try:
         doc = json.loads((root / "corpus.json").read_text())

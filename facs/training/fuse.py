@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from facs.analysis.model import Model, now, read_stream, write_model
+from facs.analysis.model import SYNTHETIC, Model, now, read_stream, write_model
 from facs.datasets.index import load_index
 from facs.datasets.split import load_split
 from facs.errors import FacsError
@@ -22,6 +22,7 @@ from facs.evaluation.scores import Scores, check_same_records, load_scores, save
 from facs.fileio import write_json
 from facs.preprocess.workdir import keys_frames_clips, scores_dir
 from facs.profile import add_common_arguments, default_work, load_profile
+from facs.synth import is_synthetic
 from facs.training.fusion import METHODS, SMOOTH_FRAMES, fit_fusion, fuse
 from facs.training.thresholds import METHODS as THRESHOLD_METHODS
 from facs.training.thresholds import as_dict, choose
@@ -145,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
             "train_subjects": list(split["parts"]["train"]),
             "val_subjects": list(split["parts"]["val"]),
             "test_subjects": list(split["parts"]["test"]),
+            "faces": SYNTHETIC if is_synthetic(index.root) else f"real faces ({index.root.name})",
         }
         model = model_of(
             mdir, spec, labels, as_dict(labels, thr), {"method": tm, "cv_f1_macro": cv}, trained_on

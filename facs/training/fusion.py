@@ -116,10 +116,13 @@ def fuse(
 def _by_coverage(scores: dict[str, np.ndarray], spec: dict) -> np.ndarray:
     names = list(scores)
     n, n_labels = np.shape(scores[names[0]])
-    if spec.get("method", "average") == "average":
+    weights = {s: w for s, w in (spec.get("weights") or {}).items() if s in names}
+    if spec.get("method", "average") == "average" or not weights:
         weights = {s: 1.0 for s in names}
-    else:
-        weights = {s: w for s, w in (spec.get("weights") or {}).items() if s in names}
+    # a stream the fusion was not fitted with (a built-in one a user added) weighs as much as
+    # the fitted ones on average
+    mean_w = float(np.mean(list(weights.values())))
+    weights = {s: float(weights.get(s, mean_w)) for s in names}
     covered = np.stack([np.isfinite(scores[s]).all(axis=0) for s in names])  # S x L
     out = np.zeros((n, n_labels), dtype=np.float64)
     for pattern in {tuple(col) for col in covered.T}:
@@ -129,7 +132,7 @@ def _by_coverage(scores: dict[str, np.ndarray], spec: dict) -> np.ndarray:
             out[:, cols] = np.asarray(scores[use[0]], np.float64)[:, cols]
         elif use:
             sub = {s: np.asarray(scores[s])[:, cols] for s in use}
-            out[:, cols] = _weighted(sub, {s: weights[s] for s in use if s in weights})
+            out[:, cols] = _weighted(sub, {s: weights[s] for s in use})
     return out
 
 

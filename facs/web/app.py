@@ -66,6 +66,8 @@ def describe_model(model: Model, source: str) -> dict:
         "created": model.created or None,
         "trained_on": model.trained_on or None,
         "description": model.description or None,
+        "faces": model.faces,
+        "synthetic": model.synthetic,
         "labels": [{"code": c, "label": au_label(c)} for c in model.labels],
         "streams": list(model.streams),
         "fusion": model.fusion.get("method"),
@@ -145,8 +147,8 @@ def create_app(
     warm_examples: bool = True,
     warm_workers: bool = True,
 ):
-    """The Flask app. `model` is a model folder or name (default: the newest under
-    `models_dir`, else the built-in geometry model).
+    """The Flask app. `model` is a built-in model name or a model folder / name under
+    `models_dir` (default: the built-in real-face model `face`).
 
     Uploads go to `upload_dir` (default: a private temp folder removed at exit) under
     server-generated names and are deleted after analysis; transcoded example clips are
@@ -157,7 +159,7 @@ def create_app(
     The workers are spawned processes: a script that calls create_app must do so under
     `if __name__ == "__main__":` (Python re-imports the main module in each worker).
     """
-    source = str(model) if model is not None else default_model(models_dir)
+    source = str(model) if model is not None else default_model()
     try:
         loaded = load_model(source, models_dir)
     except FacsError:
@@ -302,8 +304,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         default=None,
-        help="model folder or name under models/ (default: the newest trained model, "
-        "else the built-in geometry model)",
+        help="built-in model (face: real faces, the default; blendshapes; geometry) or a model "
+        "folder / name under models/",
     )
     parser.add_argument(
         "--workers", type=int, default=DEFAULTS["workers"], help="parallel analyses (default 2)"
@@ -360,6 +362,10 @@ def run(args: argparse.Namespace) -> int:
             f"config {trained.get('config')}, {trained.get('label_mode')} labels, "
             f"{subjects} train subjects)"
         )
+    print(f"facs serve: the model learned {info['faces']}")
+    if info["synthetic"]:
+        print("facs serve: WARNING: a model of drawn faces; on a webcam or real video its "
+              "numbers are unmeasured (the built-in real-face model: --model face)")  # fmt: skip
     print(
         f"facs serve: {args.workers} workers + {args.queue} waiting, uploads <= "
         f"{args.max_upload_mb:g} MB, clips <= {args.max_seconds:g} s"

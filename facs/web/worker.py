@@ -23,6 +23,7 @@ from typing import Any
 
 import cv2
 
+from facs.analysis.facemesh import FaceMesh
 from facs.analysis.landmarks import LandmarkTracker
 from facs.analysis.model import load_model
 from facs.analysis.predict import predict_video
@@ -40,12 +41,15 @@ def init(model_source: str, queue: Any, threads: int) -> None:
     _QUEUE = queue
     _exit_with_parent()
     cv2.setNumThreads(threads)
-    # Not importing torch here: a geometry-only model never needs it; when a CNN stream
+    # Not importing torch here: a model without CNN streams never needs it; when a CNN stream
     # imports it, it reads these.
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     os.environ.setdefault("MKL_NUM_THREADS", str(threads))
     _MODEL = load_model(model_source)
-    LandmarkTracker()  # every prediction finds faces with dlib: load its models now
+    if any(s.kind != "mediapipe" for s in _MODEL.streams.values()):
+        LandmarkTracker()  # dlib finds the faces of this model's streams: load it now
+    else:
+        FaceMesh(video=True).close()  # load MediaPipe (and fetch its model) now
 
 
 def _exit_with_parent() -> None:

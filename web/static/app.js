@@ -69,21 +69,18 @@ async function loadModel() {
     const bits = [];
     if (m.streams && m.streams.length) bits.push(`streams: ${m.streams.join(" + ")}`);
     const t = m.trained_on;
-    if (t && typeof t === "object") {
-      const data = t.data ? String(t.data).split("/").filter(Boolean).pop() : null;
+    if (t && typeof t === "object" && t.data) {
+      const data = String(t.data).split("/").filter(Boolean).pop();
       const parts = [data, t.profile && `profile ${t.profile}`, t.label_mode && `${t.label_mode} labels`];
       if (Array.isArray(t.train_subjects)) parts.push(`${t.train_subjects.length} subjects`);
       bits.push(`trained on ${parts.filter(Boolean).join(", ")}`);
-    } else if (t) {
-      bits.push(`trained on ${t}`);
-    } else if ((m.streams || []).every((s) => s === "geometry")) {
-      bits.push("no training data (FACS rules)");
-    } else {
-      bits.push("training data not recorded");
     }
+    if (m.faces) bits.push(`learned: ${m.faces}`);
     bits.push(`${(m.labels || []).length} AUs`);
     const f1 = testF1(m.metrics);
-    if (f1 != null) bits.push(`test macro F1 ${f1.toFixed(2)}`);
+    if (f1 != null) {
+      bits.push(`test macro F1 ${f1.toFixed(2)}${m.synthetic ? " on held-out drawn faces, not real ones" : ""}`);
+    }
     $("model-detail").textContent = "· " + bits.join(" · ");
     buildStreamPicker(m.streams || []);
     $("model-info").classList.add("ready");
