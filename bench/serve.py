@@ -1,4 +1,5 @@
-"""Latency of `facs serve` for a 5 s real face clip at 1, 2 and 4 concurrent clients.
+"""Latency of `facs serve` for a 5 s real face clip at 1, 2 and 4 concurrent clients, and of
+/api/health and an upload while 120 half-open uploads stall the server.
 
     python bench/serve.py [--model geometry] [--workers 2] [--requests 3] [--seconds 5]
 
@@ -25,7 +26,8 @@ import av
 import numpy as np
 
 from facs.datasets.realfaces import example_video
-from facs.web.app import BackgroundServer, create_app
+from facs.web.app import create_app
+from facs.web.server import BackgroundServer
 
 
 def cut(src: Path, dst: Path, seconds: float) -> tuple[Path, int]:
@@ -163,6 +165,8 @@ def main() -> int:
                 )
             )
 
+        stalled = half_open(host, port, body, boundary, 120)
+
     base_med, base_tp = rows[0][3], rows[0][5]
     print(
         f"{'clients':>7} {'n':>3} {'median s':>9} {'p95 s':>7} {'clips/s':>8} "
@@ -174,7 +178,41 @@ def main() -> int:
             f"{args.seconds / med:>10.2f} {med / base_med:>9.2f} {tp / base_tp:>7.2f}"
             + (f"  errors: {bad}" if bad else "")
         )
+    print("half-open uploads (1 KB sent of a declared 208 KB, from one peer), side by side:")
+    for name, (health, upload) in stalled.items():
+        print(f"  {name:>24}: /api/health {health * 1000:7.1f} ms, an upload {upload:6.2f} s")
     return 0
+
+
+def half_open(host: str, port: int, body: bytes, boundary: str, n: int) -> dict:
+    """Health and upload latency with no stalled client, then with `n` of them."""
+    import socket
+
+    def measure() -> tuple[float, float]:
+        t0 = time.perf_counter()
+        conn = http.client.HTTPConnection(host, port, timeout=120)
+        conn.request("GET", "/api/health")
+        conn.getresponse().read()
+        conn.close()
+        health = time.perf_counter() - t0
+        status, upload = post(host, port, body, boundary)
+        return health, upload if status == 200 else float("nan")
+
+    out = {"none stalled": measure()}
+    head = (
+        b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+        b"boundary=b\r\nContent-Length: 212992\r\n\r\n"
+    )
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection((host, port), timeout=5)
+        s.sendall(head + b"\0" * 1024)
+        socks.append(s)
+    time.sleep(1.0)
+    out[f"{n} stalled"] = measure()
+    for s in socks:
+        s.close()
+    return out
 
 
 if __name__ == "__main__":

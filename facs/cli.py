@@ -17,7 +17,7 @@ import sys
 import traceback
 
 from facs import __version__
-from facs.errors import FacsError
+from facs.errors import explain
 
 # name -> (module, one-line help). Order is the order of the pipeline.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -87,14 +87,17 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         debug = args.debug
         return int(module.run(args) or 0)
-    except FacsError as exc:
-        if debug:
-            traceback.print_exc()
-        print(f"facs {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"facs {args.command}: interrupted", file=sys.stderr)
         return 130
+    except SystemExit:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - every failure ends in one line, below
+        if debug:
+            traceback.print_exc()
+        message, code = explain(exc)
+        print(f"facs {args.command}: {' '.join(message.split())}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -53,6 +54,22 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
         raise
 
 
+def check_writable(path: str | Path) -> None:
+    """FacsError naming `path` when a file cannot be written there: its folder is a file, is
+    not writable, or `path` itself is a folder. Checked before long work, so that it fails
+    first, not after an hour of analysis."""
+    path = Path(path)
+    if path.is_dir():
+        raise FacsError(f"{path}: is a folder, not a file name")
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise FacsError(f"{path}: cannot write it: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise FacsError(f"{path}: cannot write it: no permission to write in {folder}")
+
+
 def write_bytes(path: str | Path, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
@@ -63,6 +80,12 @@ def write_text(path: str | Path, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+def copy_file(src: str | Path, dst: str | Path) -> Path:
+    with atomic_path(dst, Path(dst).suffix) as tmp:
+        shutil.copyfile(src, tmp)
+    return Path(dst)
 
 
 def save_npy(path: str | Path, array: np.ndarray) -> Path:

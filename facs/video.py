@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 
@@ -264,3 +265,153 @@ def open_media(path: str | Path, fps: float | None = None) -> Media:
         return Media(path, "image", 0.0, 1, w, h, (path,))
     info = probe(path)
     return Media(path, "video", fps or info.fps, info.frames, info.width, info.height)
+
+
+# --------------------------------------------------------------------------- is it a video?
+
+# Leading bytes of the containers a camera, phone or browser writes (offset, magic).
+_MAGIC: tuple[tuple[int, bytes, str], ...] = (
+    (4, b"ftyp", "mp4/mov"),
+    (4, b"moov", "mov"),
+    (4, b"mdat", "mov"),
+    (4, b"wide", "mov"),
+    (0, b"\x1a\x45\xdf\xa3", "webm/mkv"),
+    (0, b"RIFF", "avi"),
+    (0, b"OggS", "ogg"),
+    (0, b"FLV", "flv"),
+    (0, b"\x00\x00\x01\xba", "mpeg-ps"),
+    (0, b"\x30\x26\xb2\x75", "asf/wmv"),
+    (0, b"YUV4MPEG2", "y4m"),
+)
+
+
+MAX_FPS = 120  # frames per second of clip length an upload may hold
+
+_STILL_FORMATS = {"image2", "gif", "apng", "webp"}
+
+
+class MediaError(FacsError):
+    """A file that is not a video facs can analyse. `status` is the HTTP status the server
+    answers with (415: not a video; 422: broken, truncated or too long); `message` says what is
+    wrong without the path (a server never shows its own file names)."""
+
+    def __init__(self, status: int, message: str, path: Path | None = None):
+        super().__init__(f"{path}: {message}" if path is not None else message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ClipCheck:
+    """What decoding a video found."""
+
+    container: str
+    codec: str
+    width: int
+    height: int
+    frames: int
+    duration: float  # seconds, from the decoded frames' timestamps
+    # presentation time of every frame, first frame = 0
+    times: tuple[float, ...] = field(default=(), repr=False)
+
+
+def sniff(path: Path) -> str | None:
+    """The container family named by the file's leading bytes, or None."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    for offset, magic, name in _MAGIC:
+        if head[offset : offset + len(magic)] == magic:
+            return name
+    return None
+
+
+def check_video(path: Path, max_seconds: float = float("inf")) -> ClipCheck:
+    """The one judgment of what a video is, for `facs analyze` and the server: decode the
+    whole file once; raise MediaError(415/422, naming the file) for what cannot be analysed.
+
+    Not a video (415): empty, nothing a demuxer knows, no video stream, a still image (also one
+    renamed .mp4), a single frame. Broken (422): a known container that cannot be opened or
+    decodes no frame, decoding that fails part-way, a container that promises more frames
+    (header count) or more time (header duration) than decode, longer than `max_seconds`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FacsError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    try:
+        return _check_video(path, max_seconds)
+    except MediaError as exc:
+        raise MediaError(exc.status, exc.message, path) from None
+
+
+def _check_video(path: Path, max_seconds: float) -> ClipCheck:
+    if path.stat().st_size == 0:
+        raise MediaError(415, "an empty file, not a video")
+    family = sniff(path)
+    try:
+        container = av.open(os.fspath(path))
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError):
+        if family:
+            raise MediaError(
+                422, f"broken or truncated {family} file: it cannot be opened"
+            ) from None
+        raise MediaError(415, "not a video: no known video container in the file") from None
+    with container:
+        if not container.streams.video:
+            raise MediaError(415, "not a video: the file holds no video stream")
+        if container.format.name in _STILL_FORMATS or container.format.name.endswith("_pipe"):
+            raise MediaError(415, "not a video: a still image")
+        stream = container.streams.video[0]
+        header_frames = int(stream.frames or 0)
+        header_duration = (
+            float(container.duration) / av.time_base if container.duration is not None else None
+        )
+        if header_duration is not None and header_duration > max_seconds + 0.5:
+            raise MediaError(
+                422, f"clip too long: {header_duration:.1f} s (the limit is {max_seconds:g} s)"
+            )
+        frames, first, last, step = 0, None, None, None
+        times: list[float] = []
+        width = height = 0
+        failed = None
+        try:
+            for frame in container.decode(stream):
+                frames += 1
+                width, height = frame.width, frame.height
+                if frame.pts is not None and frame.time_base is not None:
+                    t = float(frame.pts * frame.time_base)
+                    times.append(t)
+                    first = t if first is None else min(first, t)
+                    if last is not None and t > last:
+                        step = t - last
+                    last = t if last is None else max(last, t)
+                    if last - first > max_seconds:
+                        raise MediaError(
+                            422, f"clip too long: more than {max_seconds:g} s of video"
+                        )
+                if frames > MAX_FPS * max_seconds:
+                    # A tiny file can hold a huge number of frames (absurd frame rates).
+                    raise MediaError(422, f"too many frames for {max_seconds:g} s of video")
+        except av.error.FFmpegError as exc:
+            failed = exc
+        fmt, codec = container.format.name, stream.codec_context.name
+    if frames == 0:
+        raise MediaError(422, f"broken {family or fmt} file: no frame could be decoded")
+    if failed is not None:
+        raise MediaError(422, f"broken or truncated video: decoding stopped after {frames} frames")
+    if frames == 1:
+        raise MediaError(415, "not a video: a single still frame")
+    # Headers are approximate (edit lists, variable rate): only a clear shortfall counts.
+    if header_frames > 1 and frames < 0.8 * header_frames:
+        raise MediaError(
+            422, f"truncated video: the header promises {header_frames} frames, {frames} decode"
+        )
+    span = (last - first) if first is not None and last is not None else 0.0
+    frame_step = step or 0.04
+    if header_duration is not None and header_duration > 1.25 * (span + frame_step) + 0.25:
+        raise MediaError(
+            422,
+            f"truncated video: the header promises {header_duration:.1f} s, "
+            f"{span + frame_step:.1f} s decode",
+        )
+    rel = tuple(t - first for t in times) if len(times) == frames and first is not None else ()
+    return ClipCheck(fmt, codec, width, height, frames, span + frame_step, rel)

@@ -184,6 +184,39 @@ def test_frozen_blobs_bit_identical_and_resume_is_exact(work):
     assert ta[-len(tb) :] == tb and len(tb) == 2
 
 
+def test_resumed_run_logs_each_iteration_once_as_the_uninterrupted_run(work):
+    """A run killed after its iteration-4 snapshot (its log and CSV reached iteration 6), then
+    resumed into the same prefix: the files hold every iteration once, with the smoothed
+    losses of the run that was never interrupted (average_loss > 1, so the window counts)."""
+    import shutil
+
+    (work / "solver.prototxt").write_text(solver_text(prefix="snap/full", average_loss=3))
+    train(work / "solver.prototxt")
+    full_csv = (work / "snap" / "full_train.csv").read_text().splitlines()
+    full_log = (work / "snap" / "full_train.log").read_text().splitlines()
+
+    # the killed run: its files up to iteration 6, its snapshot at 4
+    (work / "solver.prototxt").write_text(solver_text(prefix="snap/killed", average_loss=3))
+    for ext in ("caffemodel", "solverstate"):
+        shutil.copy(work / "snap" / f"full_iter_4.{ext}", work / "snap" / f"killed_iter_4.{ext}")
+    cut = [r for r in full_csv if not r[:1].isdigit() or int(r.split(",")[0]) <= 6]
+    (work / "snap" / "killed_train.csv").write_text("\n".join(cut) + "\n")
+    k = next(i for i, t in enumerate(full_log) if t.startswith("Iteration 7"))
+    (work / "snap" / "killed_train.log").write_text("\n".join(full_log[:k]) + "\n")
+
+    train(work / "solver.prototxt", resume=work / "snap" / "killed_iter_4.solverstate")
+    resumed = (work / "snap" / "killed_train.csv").read_text().splitlines()
+
+    def rows(lines):  # without the seconds column
+        return [tuple(r.split(",")[:5]) for r in lines]
+
+    assert rows(resumed) == rows(full_csv)
+    log = (work / "snap" / "killed_train.log").read_text().splitlines()
+    losses = [t for t in log if ", loss = " in t]
+    assert losses == [t for t in full_log if ", loss = " in t]
+    assert sum(t.startswith("Iteration 4, loss") for t in log) == 1
+
+
 def test_log_lines_in_caffe_format(work):
     (work / "solver.prototxt").write_text(solver_text(max_iter=4))
     train(work / "solver.prototxt")

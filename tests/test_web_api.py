@@ -14,7 +14,8 @@ from urllib.parse import urlparse
 import pytest
 from web_helpers import cut_clip
 
-from facs.web.app import BackgroundServer, close_app, create_app
+from facs.web.app import close_app, create_app
+from facs.web.server import BackgroundServer
 
 
 @pytest.fixture(scope="module")
@@ -352,6 +353,8 @@ def test_facs_serve_command(tmp_path):
         "0",
         "--workers",
         "1",
+        "--model",
+        "geometry",
         "--data",
         str(tmp_path / "none"),
     ]

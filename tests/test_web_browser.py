@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from web_helpers import cut_clip, write_y4m
 
-from facs.web.app import BackgroundServer, create_app
+from facs.web.app import create_app
 from facs.web.media import browser_playable
+from facs.web.server import BackgroundServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"

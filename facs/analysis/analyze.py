@@ -36,9 +36,9 @@ from tqdm import tqdm
 from facs.analysis.model import default_model, load_model
 from facs.analysis.predict import predict_video, stream_names
 from facs.aus import au_label, column_prefix
-from facs.errors import FacsError
-from facs.fileio import atomic_path, write_text
-from facs.video import IMAGE_EXTS, image_files
+from facs.errors import FacsError, explain
+from facs.fileio import atomic_path, check_writable, write_text
+from facs.video import IMAGE_EXTS, MediaError, check_video, image_files
 
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".y4m"}
 
@@ -67,6 +67,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--fps", type=float, default=None, help="frame rate of an image sequence (default 30)"
+    )
+    parser.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="analyse a video that decodes only in part (a warning with the frame counts), "
+        "instead of refusing it",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -157,6 +163,21 @@ def summary(result: dict, seconds: float) -> str:
     return "\n".join(lines)
 
 
+def check_input(path: Path, allow_partial: bool) -> str | None:
+    """facs.video.check_video's judgment of a video input (stills and image folders are read
+    as they are): MediaError when it is no video or is broken; with `allow_partial`, a video
+    that decodes only in part is analysed and the warning returned."""
+    if path.is_dir() or path.suffix.lower() in IMAGE_EXTS:
+        return None
+    try:
+        check_video(path)
+    except MediaError as exc:
+        if exc.status == 422 and allow_partial and "truncated" in exc.message:
+            return f"{path}: WARNING: {exc.message}; analysing the frames that decode"
+        raise
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     videos = expand_videos(args.videos)
     if len(videos) > 1 and args.out.suffix.lower() in (".csv", ".json"):
@@ -164,6 +185,13 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model or default_model())
     streams = [s.strip() for s in args.streams.split(",") if s.strip()] if args.streams else None
     names = stream_names(model, streams)
+    used: set[Path] = set()
+    outs = []
+    for video in videos:  # every output checked before the first analysis starts
+        out = _out_path(args.out, video, args.format, len(videos) == 1, used)
+        check_writable(out)
+        used.add(out)
+        outs.append(out)
     print(f"facs analyze: model {model.name} ({', '.join(names)}), trained on {model.faces}")
     if model.synthetic:
         print(
@@ -172,8 +200,7 @@ def run(args: argparse.Namespace) -> int:
             "--model face)"
         )
     failed: list[str] = []
-    used: set[Path] = set()
-    for video in videos:
+    for video, out in zip(videos, outs, strict=True):
         bar = tqdm(
             total=None,
             unit="frame",
@@ -190,20 +217,20 @@ def run(args: argparse.Namespace) -> int:
 
         t0 = time.perf_counter()
         try:
+            warning = check_input(video, args.allow_partial)
+            if warning:
+                print(f"facs analyze: {warning}", file=sys.stderr)
             result = predict_video(video, model, streams, progress, fps=args.fps)
-        except FacsError as exc:
+            write(result, out, args.format)
+        except (FacsError, OSError) as exc:
             bar.close()
-            print(f"facs analyze: error: {exc}", file=sys.stderr)
+            print(f"facs analyze: {explain(exc)[0]}", file=sys.stderr)
             failed.append(str(video))
             continue
         bar.close()
-        seconds = time.perf_counter() - t0
-        out = _out_path(args.out, video, args.format, len(videos) == 1, used)
-        used.add(out)
-        write(result, out, args.format)
-        print(summary(result, seconds))
+        print(summary(result, time.perf_counter() - t0))
         print(f"  -> {out}")
     if failed:
-        print(f"facs analyze: {len(failed)} of {len(videos)} video(s) failed: {', '.join(failed)}")
+        print(f"facs analyze: {len(failed)} of {len(videos)} input(s) failed: {', '.join(failed)}")
         return 2
     return 0

@@ -10,7 +10,6 @@ the records (rank r reads records r, r + W, r + 2W, ...).
 
 from __future__ import annotations
 
-import threading
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -21,33 +20,6 @@ import torch
 from facs.caffe.io import read_blobproto
 from facs.caffe.lmdb import LmdbRecords, datum_array
 from facs.errors import FacsError
-
-_OPEN: dict[str, list] = {}  # realpath -> [LmdbRecords, users]; LMDB opens a path once per process
-_OPEN_LOCK = threading.Lock()
-
-
-def open_records(path: Path, what: str) -> LmdbRecords:
-    """Shared LmdbRecords for a path (a train and a test net may read the same LMDB)."""
-    key = str(path.resolve())
-    with _OPEN_LOCK:
-        if key in _OPEN:
-            _OPEN[key][1] += 1
-            return _OPEN[key][0]
-        rec = LmdbRecords(path, what)
-        _OPEN[key] = [rec, 1]
-        return rec
-
-
-def release_records(rec: LmdbRecords) -> None:
-    key = str(rec.path.resolve())
-    with _OPEN_LOCK:
-        entry = _OPEN.get(key)
-        if entry is None or entry[0] is not rec:
-            return
-        entry[1] -= 1
-        if entry[1] <= 0:
-            del _OPEN[key]
-            rec.close()
 
 
 class Transform:
@@ -140,7 +112,7 @@ class DataLayer:
             raise FacsError(f"{what}: data_param.batch_size must be positive")
         src = Path(dp.source)
         src = src if src.is_absolute() else base_dir / src
-        self.records = open_records(src, what)
+        self.records = LmdbRecords(src, what)
         self.batch_size = int(dp.batch_size)
         self.tops = list(layer_param.top)
         if not 1 <= len(self.tops) <= 2:
@@ -213,7 +185,7 @@ class DataLayer:
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._pool = None
         self._ahead = None
-        release_records(self.records)
+        self.records.close()
 
 
 def _dist_rank_world() -> tuple[int, int]:

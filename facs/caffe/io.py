@@ -402,9 +402,12 @@ def write_solverstate(
     learned_net: str,
     history: list[np.ndarray],
     current_step: int = 0,
+    loss_window: list[float] | None = None,
 ) -> None:
-    """Write a .solverstate as Caffe does: iter, learned_net, one history blob per learnable."""
+    """Write a .solverstate as Caffe does: iter, learned_net, one history blob per learnable
+    (plus facs' own field: the recent losses behind the displayed smoothed loss)."""
     state = caffe_pb2.SolverState(iter=iteration, learned_net=learned_net)
     state.current_step = current_step
+    state.facs_loss_window.extend(float(v) for v in loss_window or [])
     state.history.extend(array_to_blob(h) for h in history)
     write_bytes(path, state.SerializeToString())

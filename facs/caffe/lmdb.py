@@ -7,6 +7,9 @@ key order (Caffe's DataReader order).
 
 Every record is checked when it is read: a Datum whose byte or float count does not match its
 channels x height x width, or that is no Datum at all, is an error naming the database and key.
+The writer also leaves `crc32.npy` in the database's folder (Caffe ignores it): the CRC-32 of
+every record's bytes in key order; readers verify it when it is there, so a flipped byte inside
+a record's pixels is an error too, not a silently different prediction.
 
 The writer fills `<path>.tmp/` and renames it to `<path>/` only when every record is in: a run
 killed part-way leaves a `.tmp` folder (removed by the next run), never a database that looks
@@ -18,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import threading
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +33,7 @@ from facs.caffe import caffe_pb2
 from facs.errors import FacsError
 
 COMMIT_EVERY = 256
+CHECKSUMS = "crc32.npy"
 
 
 def array_to_datum(array: np.ndarray) -> caffe_pb2.Datum:
@@ -106,6 +111,7 @@ class LmdbWriter:
         self.tmp = tmp_path(self.path)
         self.map_size = int(map_size)
         self.count = 0
+        self._crc: dict[bytes, int] = {}
 
     def __enter__(self) -> LmdbWriter:
         if self.tmp.exists():
@@ -116,7 +122,10 @@ class LmdbWriter:
         return self
 
     def put(self, key: str, datum: caffe_pb2.Datum) -> None:
-        self.txn.put(key.encode("ascii"), datum.SerializeToString())
+        raw = datum.SerializeToString()
+        k = key.encode("ascii")
+        self.txn.put(k, raw)
+        self._crc[k] = zlib.crc32(raw)
         self.count += 1
         if self.count % COMMIT_EVERY == 0:
             self.txn.commit()
@@ -131,6 +140,7 @@ class LmdbWriter:
         self.txn.commit()
         self.env.sync()
         self.env.close()
+        np.save(self.tmp / CHECKSUMS, np.asarray([self._crc[k] for k in sorted(self._crc)], "<u4"))
         if self.path.exists():
             shutil.rmtree(self.path)
         self.tmp.rename(self.path)
@@ -153,20 +163,55 @@ def open_env(path: str | Path, what: str = "") -> lmdb.Environment:
         raise FacsError(f"{prefix}{path}: cannot open LMDB ({exc})") from None
 
 
+# LMDB lets a process open a path once: every reader (a train and a test net on the same
+# database, scoring in the same process) shares one environment, counted.
+_ENVS: dict[str, list] = {}  # realpath -> [environment, users]
+_ENVS_LOCK = threading.Lock()
+
+
+def acquire_env(path: Path, what: str = "") -> lmdb.Environment:
+    key = str(Path(path).resolve())
+    with _ENVS_LOCK:
+        if key not in _ENVS:
+            _ENVS[key] = [open_env(path, what), 0]
+        _ENVS[key][1] += 1
+        return _ENVS[key][0]
+
+
+def release_env(path: Path) -> None:
+    key = str(Path(path).resolve())
+    with _ENVS_LOCK:
+        entry = _ENVS.get(key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del _ENVS[key]
+            entry[0].close()
+
+
 class LmdbRecords:
     """Random access by record index to the records of an LMDB (keys in sorted order); one read
     transaction per thread (LMDB's rule)."""
 
     def __init__(self, path: str | Path, what: str = ""):
         self.path = Path(path)
-        self.env = open_env(self.path, what)
+        self.env = acquire_env(self.path, what)
+        self._closed = False
         try:
             with self.env.begin() as txn:
                 self.keys = list(txn.cursor().iternext(keys=True, values=False))
         except lmdb.Error as exc:
+            self.close()
             raise FacsError(f"{self.path}: cannot read LMDB ({exc})") from None
         if not self.keys:
+            self.close()
             raise FacsError(f"{what + ': ' if what else ''}{self.path}: LMDB holds no records")
+        try:
+            self.crc = read_checksums(self.path, len(self.keys))
+        except FacsError:
+            self.close()
+            raise
         self._local = threading.local()
 
     def __len__(self) -> int:
@@ -176,7 +221,15 @@ class LmdbRecords:
         txn = getattr(self._local, "txn", None)
         if txn is None:
             txn = self._local.txn = self.env.begin(buffers=False)
-        return txn.get(self.keys[index])
+        try:
+            raw = txn.get(self.keys[index])
+        except lmdb.Error as exc:
+            key = _key(self.keys[index])
+            raise FacsError(f"{self.path}: cannot read record {key} ({exc})") from None
+        if raw is None:
+            raise FacsError(f"{self.path}: record {_key(self.keys[index])} is missing")
+        check(self.crc, index, raw, self.path, self.keys[index])
+        return raw
 
     def datum(self, index: int) -> caffe_pb2.Datum:
         return parse_datum(self.raw(index), self.path, self.keys[index])
@@ -185,21 +238,44 @@ class LmdbRecords:
         return record_array(self.raw(index), self.path, self.keys[index])
 
     def close(self) -> None:
-        self.env.close()
+        if not self._closed:
+            self._closed = True
+            release_env(self.path)
+
+
+def read_checksums(path: Path, count: int) -> np.ndarray | None:
+    """The records' CRC-32s the writer left (None for a database without them)."""
+    f = Path(path) / CHECKSUMS if Path(path).is_dir() else None
+    if f is None or not f.is_file():
+        return None
+    try:
+        crc = np.load(f)
+    except (OSError, ValueError) as exc:
+        raise FacsError(f"{f}: unreadable checksums ({exc})") from None
+    if crc.shape != (count,):
+        raise FacsError(f"{path}: {len(crc)} checksums for {count} records (a damaged database)")
+    return crc
+
+
+def check(crc: np.ndarray | None, index: int, raw: bytes, path: Path, key) -> None:
+    if crc is not None and zlib.crc32(raw) != int(crc[index]):
+        raise FacsError(f"{path}: record {_key(key)} is corrupt (its checksum does not match)")
 
 
 def iter_records(path: str | Path) -> Iterator[tuple[str, bytes]]:
-    """(key, raw value) of every record, in key order."""
+    """(key, raw value) of every record, in key order (checked against the checksums)."""
     path = Path(path)
-    env = open_env(path)
+    env = acquire_env(path)
     try:
+        crc = read_checksums(path, env.stat()["entries"])
         with env.begin() as txn:
-            for k, v in txn.cursor():
+            for i, (k, v) in enumerate(txn.cursor()):
+                check(crc, i, bytes(v), path, k)
                 yield k.decode("ascii", "replace"), bytes(v)
     except lmdb.Error as exc:
         raise FacsError(f"{path}: cannot read LMDB ({exc})") from None
     finally:
-        env.close()
+        release_env(path)
 
 
 def read_lmdb(path: str | Path, limit: int | None = None) -> tuple[list[str], np.ndarray]:
@@ -236,11 +312,11 @@ def read_labels(path: str | Path) -> np.ndarray:
 
 
 def count(path: str | Path) -> int:
-    env = open_env(path)
+    env = acquire_env(Path(path))
     try:
         return env.stat()["entries"]
     finally:
-        env.close()
+        release_env(Path(path))
 
 
 def record_hashes(path: str | Path) -> list[str]:

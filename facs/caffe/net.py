@@ -117,9 +117,21 @@ class Net(nn.Module):
         self.loss_weights: dict[str, float] = {}
         self.learnable: list[LearnableBlob] = []
         self.blobs: dict[str, Tensor] = {}
+        try:
+            self._build(param, state, all_lines)
+        except BaseException:
+            self.close()  # a net that cannot be built leaves no open database or thread
+            raise
+        self.train(phase == "TRAIN")
+
+    def close(self) -> None:
+        """Stop the Data layers' prefetching and release their databases."""
+        for layer in self.data_layers:
+            layer.close()
+
+    def _build(self, param, state, all_lines) -> None:
         shared: dict[str, tuple[nn.Parameter, str]] = {}
         available: dict[str, None] = {}  # ordered set of blobs no later layer consumed yet
-
         for i, lp in enumerate(param.layer):
             line = all_lines[i] if all_lines else None
             if not layer_included(lp, state):
@@ -152,7 +164,6 @@ class Net(nn.Module):
             self._setup_loss(lp, line)
             self._register_blobs(lp, line, shared)
         self.output_names = list(available)
-        self.train(phase == "TRAIN")
 
     # -- construction ------------------------------------------------------------------------
     def _fail(self, lp: caffe_pb2.LayerParameter, line: int | None, msg: str):

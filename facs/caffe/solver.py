@@ -158,6 +158,7 @@ class Solver:
         self.tests_done = 0
         self.losses: list[float] = []  # raw loss of every iteration this process ran
         self._window: list[float] = []
+        self.resumed_from: int | None = None
         self.last_snapshot: Path | None = None
 
     # -- weights -----------------------------------------------------------------------------
@@ -193,7 +194,8 @@ class Solver:
             self.log.line(f"Snapshotting solver state to binary proto file {sstate}")
             history = [h.detach().cpu().numpy() for h in self.history]
             cur = sgd.current_step(self.sp, self.iter)
-            write_solverstate(sstate, self.iter, str(model), history, current_step=cur)
+            write_solverstate(sstate, self.iter, str(model), history, current_step=cur,
+                              loss_window=self._window)  # fmt: skip
         self.last_snapshot = model
         return model
 
@@ -202,7 +204,6 @@ class Solver:
         if not path.exists():
             raise FacsError(f"{path}: solver state does not exist")
         state = read_solverstate(path)
-        self.log.append = True
         if len(state.history) != len(self.history):
             raise FacsError(f"{path}: {len(state.history)} history blobs, "
                             f"the net has {len(self.history)} learnable blobs")  # fmt: skip
@@ -222,8 +223,8 @@ class Solver:
                                 f"expected {h.numel()}")  # fmt: skip
             h.copy_(torch.from_numpy(arr.reshape(h.shape)))
         self.iter = int(state.iter)
-        if self.world > 1:  # every rank restores the same files; nothing to broadcast
-            pass
+        self._window = [float(v) for v in state.facs_loss_window]
+        self.resumed_from = self.iter
         # Data and test positions are pure functions of the iteration number.
         ti = self.sp.test_interval
         if self.test_nets and ti > 0 and self.iter > 0:
@@ -352,6 +353,7 @@ class Solver:
         sp = self.sp
         if resume is not None:
             self.restore(resume)
+        self.log.begin(resume_from=self.resumed_from)
         self.log.line(f"Solving {self.net_name()}")
         self.log.line(f"Learning Rate Policy: {sp.lr_policy or 'fixed'}")
         t0 = time.perf_counter()
@@ -373,10 +375,14 @@ class Solver:
             final = Path(f"{self.prefix}_iter_{self.iter}.caffemodel")
         if self.world > 1:
             torch.distributed.barrier()
+        self.close()
+        return final
+
+    def close(self) -> None:
+        """Close the log and the Data layers (a failed start leaves nothing open)."""
         self.log.close()
         for layer in self.train_data + [x for t in self.test_nets for x in t[2]]:
             layer.close()
-        return final
 
     def net_name(self) -> str:
         return getattr(self.net, "name", "") or str(self.path)

@@ -21,7 +21,7 @@ from facs.caffe.lmdb import LmdbRecords, read_lmdb
 from facs.datasets.index import load_index
 from facs.errors import FacsError
 from facs.evaluation.scores import Scores, save_scores
-from facs.fileio import read_json
+from facs.fileio import check_writable, read_json
 from facs.preprocess.workdir import key_subjects
 
 
@@ -41,14 +41,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Everything that can be wrong is checked before the scoring starts.
+    check_writable(args.out)
     records = LmdbRecords(Path(args.data))
+    keys = [k.decode("ascii", "replace") for k in records.keys]
     shape = tuple(records.array(0).shape)
     records.close()
-    net = DeployNet.load(args.deploy, args.weights, args.mean, shape, args.crop, args.scale)
     lkeys, y = read_lmdb(args.labels)
     y = y.reshape(len(y), -1)
-    with tqdm(total=len(y), desc="test-net", unit="frame") as bar:
-        keys, (probs,) = score_lmdb([net], args.data, args.batch, bar.update)
     if lkeys != keys:
         raise FacsError(
             f"{args.labels}: its {len(lkeys)} keys differ from the {len(keys)} of {args.data}"
@@ -64,9 +64,13 @@ def run(args: argparse.Namespace) -> int:
         if not 0 <= args.column < y.shape[1]:
             raise FacsError(f"--column {args.column}: the label LMDB has {y.shape[1]} columns")
         y, names = y[:, [args.column]], [names[args.column]]
+    index = load_index(args.index) if args.index else None
+    net = DeployNet.load(args.deploy, args.weights, args.mean, shape, args.crop, args.scale)
+    with tqdm(total=len(y), desc="test-net", unit="frame") as bar:
+        keys, (probs,) = score_lmdb([net], args.data, args.batch, bar.update)
     if probs.shape[1] != len(names):
         raise FacsError(f"{args.deploy}: {probs.shape[1]} outputs for {len(names)} labels")
-    subjects = key_subjects(keys, load_index(args.index)) if args.index else None
+    subjects = key_subjects(keys, index) if index is not None else None
     out = save_scores(args.out, Scores(keys, probs, y.astype(np.uint8), names, subjects))
     print(f"test-net: {len(keys)} records, {probs.shape[1]} outputs -> {out}")
     return 0

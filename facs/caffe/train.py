@@ -46,16 +46,19 @@ def train(
         raise FacsError("give --weights or --resume, not both")
     device = _init_distributed(device)
     solver = Solver(solver_path, device=device, seed=seed, log=log)
-    if resume is not None:
-        solver.restore(resume)  # first, so the log and CSV of the resumed run are continued
-    solver.log.line(f"facs train: solver {solver_path}, device {device}, seed {solver.seed}, "
-                    f"{solver.world} process(es)")  # fmt: skip
-    # Caffe loads the solver's own `weights:` entries first, then the command line's.
-    for w in solver.sp.weights:
-        solver.load_weights(_resolve_from(w, Path(solver_path).parent))
-    if weights is not None:
-        solver.load_weights(weights)
-    return solver.solve()
+    try:
+        if resume is not None:
+            solver.restore(resume)  # first, so the log and CSV of the resumed run continue
+        solver.log.line(f"facs train: solver {solver_path}, device {device}, seed {solver.seed}, "
+                        f"{solver.world} process(es)")  # fmt: skip
+        # Caffe loads the solver's own `weights:` entries first, then the command line's.
+        for w in solver.sp.weights:
+            solver.load_weights(_resolve_from(w, Path(solver_path).parent))
+        if weights is not None:
+            solver.load_weights(weights)
+        return solver.solve()
+    finally:
+        solver.close()
 
 
 def _resolve_from(path: str, base: Path) -> Path:

@@ -23,6 +23,9 @@ from facs.preprocess.workdir import face_meta, faces_dir, parallel_map
 from facs.profile import add_common_arguments, default_work, describe, load_profile, section
 from facs.video import read_frames
 
+# Decoders may disagree with a container's header by a frame or two; more is a broken clip.
+PARTIAL_FRAMES = 2
+
 
 def clip_done(work: Path, clip_id: str, fingerprint: str) -> bool:
     """Done when the clip's JSON (written last) has this fingerprint, and its crops exist when
@@ -36,9 +39,10 @@ def clip_done(work: Path, clip_id: str, fingerprint: str) -> bool:
     return not meta.get("face") or (faces_dir(work) / f"{clip_id}.npy").is_file()
 
 
-def process_clip(job: tuple[str, str, str, str, FaceParams]) -> dict:
-    """Detect, crop and save one clip; returns a small summary (never raises FacsError)."""
-    cid, video_rel, video, work, params = job
+def process_clip(job: tuple[str, str, str, str, FaceParams, int]) -> dict:
+    """Detect, crop and save one clip; returns a small summary (never raises FacsError). A
+    clip that decodes to fewer frames than the index expects is an error, not a short crop."""
+    cid, video_rel, video, work, params, expected = job
     t0 = time.perf_counter()
     out = faces_dir(Path(work))
     try:
@@ -46,9 +50,19 @@ def process_clip(job: tuple[str, str, str, str, FaceParams]) -> dict:
         for k, frame in enumerate(read_frames(video, stride=params.every)):
             sampled.append(k * params.every)
             per_frame.append(detect_faces(frame, params))
+        if len(sampled) * params.every < expected - PARTIAL_FRAMES - params.every:
+            raise FacsError(
+                f"{video}: decodes about {len(sampled) * params.every} of the {expected} frames "
+                "the index expects (truncated or corrupt)"
+            )
         track = face_track(sampled, per_frame, params)
         if track is not None:
             crops = crop_clip(read_frames(video), track.box, params)
+            if len(crops) < expected - PARTIAL_FRAMES:
+                raise FacsError(
+                    f"{video}: decodes {len(crops)} of the {expected} frames the index expects "
+                    "(truncated or corrupt)"
+                )
     except FacsError as exc:
         return {"clip": cid, "status": "error", "message": str(exc), "frames": 0}
     meta = {
@@ -86,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     todo = [c for c in index.clips if args.force or not clip_done(work, c.id, fp)]
     n = len(index.clips)
     print(f"faces: {n} clips, {n - len(todo)} already done, {len(todo)} to do")
-    jobs = [(c.id, c.video, str(Path(root) / c.video), str(work), params) for c in todo]
+    jobs = [(c.id, c.video, str(Path(root) / c.video), str(work), params, c.frames) for c in todo]
     t0 = time.perf_counter()
     counts = {"ok": 0, "noface": 0, "error": 0}
     frames = 0

@@ -106,6 +106,11 @@ def run(args: argparse.Namespace) -> int:
         f"flow: {len(jobs) + done} clips with a face, {done} already done, {len(jobs)} to do, "
         f"{skipped} without face crops"
     )
+    if not jobs and not done:
+        raise FacsError(
+            f"{work / 'faces'}: no face crops for any of the {len(index.clips)} clips "
+            "(run `facs faces` first)"
+        )
     t0 = time.perf_counter()
     frames = pairs = 0
     for res in parallel_map(process_clip, jobs, args.workers, "flow"):

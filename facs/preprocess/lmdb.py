@@ -44,6 +44,7 @@ from facs.preprocess.records import ClipRecords, StreamInput, elliptic_mask, to_
 from facs.preprocess.workdir import (
     clip_parts,
     face_meta,
+    faces_dir,
     lmdb_dir,
     load_crops,
     load_flows,
@@ -293,8 +294,26 @@ def cleanup_leftovers(work: Path) -> int:
     return n
 
 
+def check_inputs(work: Path, jobs: list[dict]) -> None:
+    """Refuse to build from missing inputs: a part without any face crop, or a clip whose
+    crops or flows are not there (no empty databases, no zero means)."""
+    for job in jobs:
+        plan = plan_records(work, job["index"], job["clips"], job["opts"], job["part"])
+        if not plan:
+            raise FacsError(
+                f"{faces_dir(work)}: no face crops for the {len(job['clips'])} clips of the "
+                f"{job['part']} part (run `facs faces` first)"
+            )
+        inp = StreamInput.from_json(job["input"])
+        for cid in sorted({c for c, _, _ in plan}):
+            load_crops(work, cid)  # FacsError naming the missing file
+            if inp.kind == "flow":
+                load_flows(work, cid, inp.stride)
+
+
 def build(work: Path, profile: dict, workers: int = 1, **kw) -> list[dict]:
     jobs = make_jobs(work, profile, bars=workers <= 1, **kw)
+    check_inputs(work, jobs)
     removed = cleanup_leftovers(work)
     if removed:
         print(f"lmdb: removed {removed} unfinished database(s) of an interrupted run")

@@ -13,14 +13,13 @@ mean +- std per configuration and stream. scripts/kfold.sh runs the whole loop.
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
 import numpy as np
 
 from facs.datasets.split import load_split
 from facs.errors import FacsError
-from facs.fileio import read_json, write_json, write_text
+from facs.fileio import copy_file, read_json, write_json, write_text
 
 SHARED = ("faces", "flow", "geometry")
 KEYS = ("precision_macro", "recall_macro", "f1_macro", "f1_micro", "roc_auc_macro",
@@ -37,7 +36,7 @@ def prepare(work: Path) -> list[Path]:
     for k, fold in enumerate(folds):
         wk = work.with_name(f"{work.name}-fold{k}")
         wk.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(work / "index.json", wk / "index.json")
+        copy_file(work / "index.json", wk / "index.json")
         # Validation: a fifth of the other subjects, taken from the next fold onward.
         others = [s for i in range(1, len(folds)) for s in folds[(k + i) % len(folds)]]
         n_val = max(2, round(0.2 * len(others)))

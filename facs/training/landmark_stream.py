@@ -22,7 +22,6 @@ and `facs fuse --streams spatial,flow,geometry` can fuse it. With `--models M` t
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +34,7 @@ from facs.datasets.split import clips_in, load_split
 from facs.errors import FacsError
 from facs.evaluation.metrics import evaluate_scores
 from facs.evaluation.scores import Scores, load_scores, save_scores
-from facs.fileio import save_npy, write_json
+from facs.fileio import copy_file, save_npy, write_json
 from facs.preprocess.workdir import key_subjects, parallel_map, parse_record_key, record_key
 from facs.profile import add_common_arguments, default_work, load_profile
 from facs.video import read_frames
@@ -169,7 +168,7 @@ def write_stream_folder(folder: Path, work: Path, method: str = "learned") -> Pa
     folder.mkdir(parents=True, exist_ok=True)
     spec = StreamSpec(kind="landmarks", folder=folder.name, method=method)
     if method == "learned":
-        shutil.copyfile(features_dir(work) / "classifier.json", folder / "classifier.json")
+        copy_file(features_dir(work) / "classifier.json", folder / "classifier.json")
         spec.classifier = "classifier.json"
     return write_stream(folder, spec)
 

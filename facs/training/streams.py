@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +41,7 @@ from facs.caffe.train import train
 from facs.datasets.index import Index, load_index
 from facs.errors import FacsError
 from facs.evaluation.scores import Scores, save_scores
-from facs.fileio import read_json, write_json
+from facs.fileio import atomic_path, copy_file, read_json, write_json
 from facs.preprocess.records import StreamInput
 from facs.preprocess.workdir import key_subjects, lmdb_dir, scores_dir
 from facs.profile import add_common_arguments, default_work, describe, load_profile
@@ -169,7 +168,7 @@ def train_one(
     (out / "stream.json").unlink(missing_ok=True)
     mean = lmdbs["train"].mean
     if mean is not None:
-        shutil.copyfile(mean, out / MEAN)
+        copy_file(mean, out / MEAN)
     for name, message in (("train_val", net), ("solver", solver), ("deploy", deploy)):
         write_prototxt(out / f"{name}.prototxt", message)
     print(
@@ -178,7 +177,7 @@ def train_one(
     )
     t0 = time.perf_counter()
     final = train(out / "solver.prototxt", weights=init_weights, device=device, seed=seed)
-    shutil.copyfile(final, out / "weights.caffemodel")
+    copy_file(final, out / "weights.caffemodel")
     spec = StreamSpec(
         kind="cnn",
         folder=out.name,
@@ -233,12 +232,8 @@ def score_cached(folders: list[Path], pair: LmdbPair, part: str) -> tuple[list[s
             keys, probs = score_lmdb(nets, pair.data, progress=bar.update)
         for i, p in zip(todo, probs, strict=True):
             found[i] = p
-            np.savez(
-                folders[i] / f"scores_{part}.npz",
-                keys=np.asarray(keys, dtype=str),
-                probs=p,
-                fingerprint=np.asarray(tags[i]),
-            )
+            with atomic_path(folders[i] / f"scores_{part}.npz", ".npz") as tmp:
+                np.savez(tmp, keys=np.asarray(keys, str), probs=p, fingerprint=np.asarray(tags[i]))
     return keys, [found[i] for i in range(len(folders))]
 
 

@@ -11,6 +11,7 @@ facs.analysis.predict (the same code path as `facs analyze`), run in worker proc
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import atexit
 import math
@@ -33,6 +34,7 @@ from facs.errors import FacsError
 from facs.web.jobs import AnalysisPool, Job, PoolFull
 from facs.web.media import EXAMPLE_ID, Example, list_examples, warm_cache
 from facs.web.routes import bp, error
+from facs.web.server import PER_PEER, REQUEST_TIMEOUT, make_server
 from facs.web.worker import WorkerProcesses
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
@@ -90,6 +92,7 @@ class DemoState:
         self.started = time.time()
         self.durations: list[float] = []  # recent analysis times, for Retry-After
         self._listing: dict = {"at": -1e9, "examples": {}}
+        self.closing = False  # shutting down: new analyses are refused with 503
 
     def retry_after(self) -> str:
         recent = self.durations[-8:]
@@ -105,8 +108,12 @@ class DemoState:
         return result
 
     def start(self, path: Path, name: str, streams, limit: float | None = None) -> Job | None:
-        """Queue the analysis of `path` (removed afterwards); None when the pool is full."""
+        """Queue the analysis of `path` (removed afterwards); None when the pool is full or
+        the server is shutting down."""
         limit = self.limits["max_seconds"] if limit is None else limit
+        if self.closing:
+            path.unlink(missing_ok=True)
+            return None
         try:
             return self.pool.submit(
                 lambda job: self._analyse(job, path, name, limit, streams),
@@ -127,7 +134,20 @@ class DemoState:
             return None
         return self.examples().get(example_id)  # whitelist: only ids of clips found on disk
 
+    def drain(self, grace: float) -> bool:
+        """Refuse new analyses and wait (at most `grace` seconds) for those accepted to end;
+        True when they all did."""
+        self.closing = True
+        deadline = time.time() + grace
+        while time.time() < deadline:
+            busy = self.pool.busy()
+            if busy["running"] == 0 and busy["waiting"] == 0:
+                return True
+            time.sleep(0.2)
+        return False
+
     def close(self) -> None:
+        self.closing = True
         self.procs.close()
         self.pool.shutdown()
 
@@ -238,64 +258,12 @@ def close_app(app) -> None:
     app.extensions["facs"].close()
 
 
-def make_server(app, host: str = "127.0.0.1", port: int = 9000, threads: int | None = None):
-    """A waitress server for `app` (port 0 picks a free port: see `server.effective_port`).
-
-    Waitress buffers a whole request before the app sees it, so its own body limit is set just
-    above the app's: larger bodies are refused by waitress itself without reaching Flask.
-    """
-    from waitress.server import create_server
-
-    state = app.extensions["facs"]
-    pool: AnalysisPool = state.pool
-    max_body = int(state.limits["max_upload_mb"] * 1024 * 1024 * 1.5) + (1 << 20)
-    # Enough request threads that a full pool still answers 503 quickly.
-    threads = threads or pool.capacity + 4
-    return create_server(
-        app,
-        host=host,
-        port=port,
-        threads=threads,
-        max_request_body_size=max_body,
-        ident="facs",
-        clear_untrusted_proxy_headers=True,
-    )
-
-
-class BackgroundServer:
-    """Run a waitress server in a thread (tests, benchmarks): `with BackgroundServer(app) as s:`.
-
-    Leaving the block stops the server and, unless `close=False`, the app's workers."""
-
-    def __init__(self, app, host: str = "127.0.0.1", port: int = 0, close: bool = True):
-        self.app, self._close_app = app, close
-        self.server = make_server(app, host, port)
-        self.url = f"http://{host}:{self.server.effective_port}"
-        self._closing = False
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        try:
-            self.server.run()
-        except (OSError, ValueError):
-            if not self._closing:  # closing the socket under select() is the way to stop
-                raise
-
-    def __enter__(self) -> BackgroundServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._closing = True
-        self.server.task_dispatcher.shutdown(timeout=5)
-        self.server.close()
-        self._thread.join(timeout=5)
-        if self._close_app:
-            close_app(self.app)
-
-
-def _stop_on_sigterm(signum, frame) -> None:
-    raise KeyboardInterrupt
+def graceful_stop(state: DemoState, grace: float = 60.0) -> None:
+    """On SIGTERM (a service manager's stop): refuse new analyses with 503, let the accepted
+    ones finish and their answers go out, then end the main loop (as Ctrl-C does)."""
+    state.drain(grace)
+    time.sleep(1.0)  # the last answers leave through the still-running loop
+    _thread.interrupt_main()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -330,6 +298,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--data", default="data/synth", help="synthetic corpus whose clips the page offers"
+    )
+    parser.add_argument(
+        "--request-timeout",
+        type=float,
+        default=REQUEST_TIMEOUT,
+        help=f"seconds a client may take to send a request (default {REQUEST_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--per-peer",
+        type=int,
+        default=PER_PEER,
+        help=f"requests one address may have half-sent at once (default {PER_PEER})",
     )
     for action in parser._actions:  # the CLI's shared --debug means more here
         if "--debug" in action.option_strings:
@@ -372,9 +352,14 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"facs serve: WARNING: listening on {args.host}; the demo has no authentication")
-    # A service manager stops us with SIGTERM: leave through the same path as Ctrl-C, so that
-    # the workers stop and the private upload folder is removed (atexit).
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    # A service manager stops us with SIGTERM: drain (new analyses get 503, accepted ones
+    # finish), then leave through the same path as Ctrl-C, so that the workers stop and the
+    # private upload folder is removed (atexit).
+    state = app.extensions["facs"]
+    signal.signal(
+        signal.SIGTERM,
+        lambda *_: threading.Thread(target=graceful_stop, args=(state,), daemon=True).start(),
+    )
     if args.debug:
         print(f"facs serve: Flask debug server on http://{args.host}:{args.port}/ (not for use)")
         try:
@@ -385,7 +370,9 @@ def run(args: argparse.Namespace) -> int:
             close_app(app)
         return 0
     try:
-        server = make_server(app, args.host, args.port)
+        server = make_server(
+            app, args.host, args.port, per_peer=args.per_peer, request_timeout=args.request_timeout
+        )
     except OSError as exc:
         close_app(app)
         raise FacsError(f"{args.host}:{args.port}: cannot listen ({exc.strerror or exc})") from None

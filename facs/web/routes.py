@@ -60,6 +60,8 @@ def requested_streams() -> list[str] | None:
 def respond(job):
     """202 with the job for ?async=1, else wait for the analysis and answer its result."""
     if job is None:
+        if state().closing:
+            return error(503, "the server is shutting down; try again later", Retry_After="30")
         return error(503, "all analysis workers are busy, try again shortly",
                      Retry_After=state().retry_after())  # fmt: skip
     if request.args.get("async") in ("1", "true", "yes"):
@@ -82,7 +84,7 @@ def health():
     s = state()
     return jsonify(
         {
-            "status": "ok",
+            "status": "closing" if s.closing else "ok",
             "model": s.model_info["name"],
             "uptime_s": round(time.time() - s.started, 1),
             "pool": s.pool.busy(),

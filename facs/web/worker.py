@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import queue
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -28,8 +29,8 @@ from facs.analysis.landmarks import LandmarkTracker
 from facs.analysis.model import load_model
 from facs.analysis.predict import predict_video
 from facs.errors import FacsError
+from facs.video import MediaError, check_video
 from facs.web.jobs import JobError
-from facs.web.media import MediaError, check_upload
 
 _MODEL: Any = None
 _QUEUE: Any = None
@@ -77,7 +78,7 @@ def analyse(
     t0 = time.time()
     _report(job_id, 0.0, "checking the video")
     try:
-        check = check_upload(Path(path), limit if math.isfinite(limit) else 1e9)
+        check = check_video(Path(path), limit if math.isfinite(limit) else 1e9)
     except MediaError as exc:
         raise JobError(exc.status, exc.message) from None
     _report(job_id, 0.02, "analysing frames")
@@ -116,8 +117,10 @@ def ping() -> int:
 
 
 class WorkerProcesses:
-    """`workers` spawned analysis processes holding the model; `run(job, ...)` blocks a server
-    thread until its analysis is done, copying progress onto `job` meanwhile."""
+    """`workers` spawned analysis processes holding the model, each in its own one-process
+    executor: a worker that dies (a native crash, out of memory, kill -9) fails only the one
+    analysis it was running, and is replaced. `run(job, ...)` blocks a server thread until a
+    worker is free and its analysis done, copying progress onto `job` meanwhile."""
 
     def __init__(self, model_source: str, workers: int, jobs_lookup) -> None:
         self._ctx = multiprocessing.get_context("spawn")  # no fork of a threaded server
@@ -126,15 +129,18 @@ class WorkerProcesses:
         self._threads = max(1, (os.cpu_count() or 1) // workers)
         self._queue = self._ctx.Queue()
         self._lookup = jobs_lookup  # job id -> Job | None
+        self._free: queue.Queue = queue.Queue()
+        self._all = [self._new_executor() for _ in range(workers)]
+        for ex in self._all:
+            self._free.put(ex)
         self._lock = threading.Lock()
-        self._executor = self._new_executor()
         self._closed = False
         self._listener = threading.Thread(target=self._listen, daemon=True, name="facs-progress")
         self._listener.start()
 
-    def _new_executor(self):
+    def _new_executor(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
-            max_workers=self._workers,
+            max_workers=1,
             mp_context=self._ctx,
             initializer=init,
             initargs=(self._source, self._queue, self._threads),
@@ -153,26 +159,52 @@ class WorkerProcesses:
 
     def warm(self) -> None:
         """Start every worker now (each loads the model), not on the first request."""
-        with self._lock:
-            for _ in range(self._workers):
-                self._executor.submit(ping)
+        for ex in list(self._all):
+            ex.submit(ping)
+
+    def pids(self) -> list[int]:
+        """The worker processes' pids (started ones)."""
+        return [p.pid for ex in list(self._all) for p in (ex._processes or {}).values()]
 
     def run(self, job, path: Path, name: str, limit: float, streams: list | None = None) -> dict:
-        with self._lock:
-            executor = self._executor
+        while True:
+            if self._closed:
+                raise JobError(503, "the server is shutting down; try again later")
+            try:
+                executor = self._free.get(timeout=0.5)
+                break
+            except queue.Empty:
+                continue
         try:
             future = executor.submit(analyse, job.id, str(path), name, limit, streams)
             return future.result()
         except BrokenProcessPool:
-            # A worker died (native crash, out of memory): replace the pool, report this job.
-            with self._lock:
-                if self._executor is executor and not self._closed:
-                    self._executor = self._new_executor()
+            # Its worker died: replace it; only this analysis is lost.
+            executor.shutdown(wait=False, cancel_futures=True)
+            executor = self._replace(executor)
             raise JobError(500, "the analysis worker crashed on this clip; try again") from None
+        except RuntimeError:  # the executor was shut down under us
+            raise JobError(503, "the server is shutting down; try again later") from None
+        finally:
+            if executor is not None and not self._closed:
+                self._free.put(executor)
 
-    def close(self) -> None:
+    def _replace(self, dead: ProcessPoolExecutor) -> ProcessPoolExecutor | None:
+        with self._lock:
+            if self._closed:
+                return None
+            fresh = self._new_executor()
+            self._all = [fresh if ex is dead else ex for ex in self._all]
+        fresh.submit(ping)  # load the model now, not on the next request
+        return fresh
+
+    def close(self, wait: bool = True) -> None:
+        """Stop the workers: the analyses running finish when `wait`; waiting ones are
+        refused (503)."""
         with self._lock:
             self._closed = True
-            self._executor.shutdown(wait=True, cancel_futures=True)
+            executors = list(self._all)
+        for ex in executors:
+            ex.shutdown(wait=wait, cancel_futures=True)
         self._queue.put(None)
         self._listener.join(timeout=5)
