@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 import pytest
 from web_helpers import cut_clip
 
+from facs.video import check_video
 from facs.web.app import close_app, create_app
 from facs.web.server import BackgroundServer
 
@@ -27,6 +28,9 @@ def clips(tmp_path_factory, examples_dir) -> dict[str, Path]:
         # frames 10-40: neutral, then the smile starts (AU12, AU25)
         "smile": cut_clip(src, d / "smile.mp4", width=320, frames=30, start=10),
         "smile_webm": cut_clip(src, d / "smile.webm", width=320, frames=30, start=10),
+        # what browsers do not play: HEVC in a .mov (phones), MJPG in an .avi (MMI)
+        "smile_hevc": cut_clip(src, d / "smile.mov", width=320, frames=30, start=10),
+        "smile_mjpg": cut_clip(src, d / "smile.avi", width=320, frames=30, start=10),
         "noface": cut_clip(examples_dir / "no_face.mp4", d / "noface.webm", width=320, frames=25),
         "long": src,  # 2.4 s
     }
@@ -140,6 +144,85 @@ def test_async_job_reports_progress(client, clips):
     assert seen == sorted(seen)
     check_result(job["result"])
     assert client.get("/api/jobs/" + "0" * 24).status_code == 404
+
+
+def _analyse_csv(clip: Path, model: str, tmp: Path) -> str:
+    """What `facs analyze` writes for the clip (the command, in this process)."""
+    from facs.cli import main
+
+    out = tmp / "analyze.csv"
+    assert main(["analyze", str(clip), "--model", model, "-o", str(out)]) == 0
+    return out.read_text()
+
+
+def test_csv_is_the_table_facs_analyze_writes(client, clips, tmp_path):
+    """?format=csv (and Accept: text/csv) answer the per-frame table, byte for byte the CSV of
+    `facs analyze` on the same clip, as a download named after the clip."""
+    want = _analyse_csv(clips["smile"], "geometry", tmp_path)
+    with open(clips["smile"], "rb") as f:
+        r = client.post("/api/predict?format=csv", data={"video": (f, "my smile.mp4")})
+    assert r.status_code == 200 and r.mimetype == "text/csv"
+    assert r.headers["Content-Disposition"] == 'attachment; filename="my_smile.csv"'
+    assert r.get_data(as_text=True) == want
+    assert want.startswith("frame,timestamp,confidence,success,AU01_p,")
+    with open(clips["smile"], "rb") as f:
+        r = client.post(
+            "/api/predict", data={"video": (f, "s.mp4")}, headers={"Accept": "text/csv"}
+        )
+    assert r.mimetype == "text/csv" and r.get_data(as_text=True) == want
+    # The page's way: an async job, then its result as CSV or JSON download.
+    job = post_video(client, clips["smile"], url="/api/predict?async=1").get_json()
+    body = _wait_job(client, job["url"])
+    assert body["result"]["csv_url"] == f"/api/jobs/{job['job']}?format=csv"
+    got = client.get(body["result"]["csv_url"])
+    assert got.mimetype == "text/csv" and got.get_data(as_text=True) == want
+    js = client.get(f"/api/jobs/{job['job']}?format=json")
+    assert js.headers["Content-Disposition"] == 'attachment; filename="smile.json"'
+    assert json.loads(js.data)["per_frame"] == body["result"]["per_frame"]
+    assert client.get(f"/api/jobs/{job['job']}?format=xml").status_code == 400
+    assert client.post("/api/predict?format=xml").status_code == 400
+
+
+def _wait_job(client, url: str) -> dict:
+    for _ in range(1200):
+        job = client.get(url).get_json()
+        if job["state"] in ("done", "error"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"{url} did not finish")
+
+
+@pytest.mark.parametrize("name", ["smile_hevc", "smile_mjpg"])
+def test_an_upload_browsers_cannot_play_gets_a_preview(client, clips, app_dirs, name):
+    """HEVC .mov and MJPG .avi are analysed as they are, and a VP8 webm copy with the same
+    frames and times is served for the page; DELETE forgets the job and deletes the copy."""
+    job = post_video(client, clips[name], url="/api/predict?async=1").get_json()
+    body = _wait_job(client, job["url"])
+    assert body["state"] == "done", body
+    result = body["result"]
+    assert result["frames"] == 30 and result["preview_url"] == f"/api/jobs/{job['job']}/video"
+    v = client.get(result["preview_url"])
+    assert v.status_code == 200 and v.mimetype == "video/webm"
+    preview = app_dirs[0] / "preview.webm"
+    preview.write_bytes(v.data)
+    check = check_video(preview)
+    assert check.codec == "vp8" and check.frames == 30
+    want = [f["time"] for f in result["per_frame"]]
+    assert list(check.times) == pytest.approx(want, abs=0.0015)
+    preview.unlink()
+    assert [p.name for p in app_dirs[0].iterdir()] == [f"{job['job']}.preview.webm"]
+    assert client.delete(f"/api/jobs/{job['job']}").status_code == 204
+    assert list(app_dirs[0].iterdir()) == []
+    assert client.get(result["preview_url"]).status_code == 404
+    assert client.get(job["url"]).status_code == 404
+    assert client.delete(f"/api/jobs/{job['job']}").status_code == 404
+
+
+def test_a_playable_upload_gets_no_preview(client, clips, app_dirs):
+    body = post_video(client, clips["smile_webm"]).get_json()
+    assert "preview_url" not in body and body["job"]
+    assert client.get(f"/api/jobs/{body['job']}/video").status_code == 404
+    assert list(app_dirs[0].iterdir()) == []
 
 
 def test_too_big_is_413(client, clips):

@@ -15,14 +15,16 @@ def cut_clip(
     src: Path, dst: Path, width: int = 320, frames: int | None = None, start: int = 0
 ) -> Path:
     """Re-encode frames [start, start+frames) of a real video at `width` px (mp4 = H.264,
-    webm = VP8), keeping the source's frame rate. Smaller clips keep the tests fast."""
-    codec = "libx264" if dst.suffix == ".mp4" else "libvpx"
+    webm = VP8, mov = HEVC, avi = MJPG), keeping the source's frame rate. Smaller clips keep the
+    tests fast."""
+    codec = {".mp4": "libx264", ".mov": "libx265", ".avi": "mjpeg"}.get(dst.suffix, "libvpx")
+    pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
     with av.open(os.fspath(src)) as inp, av.open(os.fspath(dst), "w") as out:
         ist = inp.streams.video[0]
         rate = ist.average_rate or Fraction(25)
         ost = out.add_stream(codec, rate=rate)
         h = int(round(ist.codec_context.height * width / ist.codec_context.width / 2)) * 2
-        ost.width, ost.height, ost.pix_fmt = width, h, "yuv420p"
+        ost.width, ost.height, ost.pix_fmt = width, h, pix_fmt
         if codec == "libvpx":
             ost.codec_context.options = {"deadline": "realtime", "cpu-used": "8"}
         n = 0
@@ -31,7 +33,7 @@ def cut_clip(
                 continue
             if frames is not None and n >= frames:
                 break
-            img = frame.reformat(width=width, height=h, format="yuv420p")
+            img = frame.reformat(width=width, height=h, format=pix_fmt)
             img.pts = n
             img.time_base = Fraction(1) / rate
             for packet in ost.encode(img):

@@ -29,15 +29,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 from tqdm import tqdm
 
 from facs.analysis.model import default_model, load_model
 from facs.analysis.predict import predict_video, stream_names
-from facs.aus import au_label, column_prefix
+from facs.analysis.table import result_csv
+from facs.aus import au_label
 from facs.errors import FacsError, explain
-from facs.fileio import atomic_path, check_writable, write_text
+from facs.fileio import check_writable, write_text
 from facs.video import IMAGE_EXTS, MediaError, check_video, image_files
 
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".y4m"}
@@ -100,28 +99,6 @@ def expand_videos(paths: list[Path]) -> list[Path]:
     return out
 
 
-def table(result: dict):
-    """facs.analysis.predict result -> pandas DataFrame in the OpenFace-style column layout."""
-    labels = result["labels"]
-    rows = result["per_frame"]
-    n = len(rows)
-    probs = np.array([r["probs"] for r in rows], dtype=np.float64).reshape(n, len(labels))
-    thr = np.array([result["thresholds"][c] for c in labels], dtype=np.float64)
-    fps = float(result["fps"])
-    frame = np.arange(n)
-    data = {
-        "frame": frame,
-        "timestamp": frame / fps if fps else np.zeros(n),
-        "confidence": [r["confidence"] for r in rows],
-        "success": [int(r["face"]) for r in rows],
-    }
-    for j, c in enumerate(labels):
-        data[f"{column_prefix(c)}_p"] = probs[:, j]
-    for j, c in enumerate(labels):
-        data[f"{column_prefix(c)}_c"] = (probs[:, j] >= thr[j]).astype(int)
-    return pd.DataFrame(data)
-
-
 def _out_path(out: Path, video: Path, fmt: str, single: bool, used: set[Path]) -> Path:
     if single and out.suffix.lower() in (".csv", ".json"):
         return out
@@ -136,8 +113,7 @@ def write(result: dict, path: Path, fmt: str) -> None:
     if fmt == "json":
         write_text(path, json.dumps(result))
     else:
-        with atomic_path(path) as tmp:
-            table(result).to_csv(tmp, index=False, float_format="%.4f")
+        write_text(path, result_csv(result))
 
 
 def summary(result: dict, seconds: float) -> str:

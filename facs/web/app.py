@@ -60,10 +60,31 @@ def sweep_stale_upload_dirs() -> None:
             pass  # alive, another user's
 
 
+def model_kind(model: Model) -> str:
+    """What the model is, in a few words, from its streams."""
+    kinds = [s.kind for s in model.streams.values()]
+    parts = []
+    cnn = kinds.count("cnn")
+    if cnn:
+        parts.append(
+            {1: "one-stream CNN", 2: "two-stream CNN"}.get(cnn, f"{cnn}-stream CNN")
+            + " (Caffe nets run by PyTorch)"
+        )
+    if "landmarks" in kinds:
+        learned = any(
+            s.method == "learned" for s in model.streams.values() if s.kind == "landmarks"
+        )
+        parts.append("classifier on dlib landmarks" if learned else "FACS rules on dlib landmarks")
+    if "mediapipe" in kinds:
+        parts.append("MediaPipe face landmarks + AU rules")
+    return " + ".join(parts) or "no streams"
+
+
 def describe_model(model: Model, source: str) -> dict:
-    """What /api/model and the page show: name, labels, streams, training data, metrics."""
+    """What /api/model and the page show: name, kind, labels, streams, training data, metrics."""
     return {
         "name": model.name,
+        "kind": model_kind(model),
         "source": source,
         "created": model.created or None,
         "trained_on": model.trained_on or None,
@@ -99,24 +120,36 @@ class DemoState:
         typical = sum(recent) / len(recent) if recent else 5.0
         return str(max(1, min(60, math.ceil(typical))))
 
-    def _analyse(self, job: Job, path: Path, name: str, limit: float, streams) -> dict:
+    def _analyse(self, job: Job, path: Path, name: str, limit: float, streams, preview: bool):
         """Runs on a pool thread, which waits for a worker process to do the analysis."""
         t0 = time.time()
-        result = self.procs.run(job, path, name, limit, streams)
+        target = None
+        if preview:
+            # Deleted with the job (DELETE /api/jobs/<id>, pruning, shutdown).
+            target = self.upload_dir / f"{job.id}.preview.webm"
+            job.files += [target, target.with_suffix(".part.webm")]
+        result = self.procs.run(job, path, name, limit, streams, target)
         self.durations.append(time.time() - t0)
         del self.durations[:-32]
+        if result.pop("preview", False):
+            result["preview_url"] = f"/api/jobs/{job.id}/video"
+        result["job"] = job.id
+        result["csv_url"] = f"/api/jobs/{job.id}?format=csv"
         return result
 
-    def start(self, path: Path, name: str, streams, limit: float | None = None) -> Job | None:
-        """Queue the analysis of `path` (removed afterwards); None when the pool is full or
-        the server is shutting down."""
+    def start(
+        self, path: Path, name: str, streams, limit: float | None = None, preview: bool = False
+    ) -> Job | None:
+        """Queue the analysis of `path` (removed afterwards); with `preview`, a copy the
+        browser can play is made when it cannot play `path`. None when the pool is full or the
+        server is shutting down."""
         limit = self.limits["max_seconds"] if limit is None else limit
         if self.closing:
             path.unlink(missing_ok=True)
             return None
         try:
             return self.pool.submit(
-                lambda job: self._analyse(job, path, name, limit, streams),
+                lambda job: self._analyse(job, path, name, limit, streams, preview),
                 cleanup=lambda: path.unlink(missing_ok=True),
             )
         except PoolFull:

@@ -4,7 +4,8 @@
 `queue` more waiting; a submission beyond that raises `PoolFull` at once (the app answers
 503 with Retry-After) instead of growing an unbounded queue. Every submission is a `Job`
 with a progress fraction the page polls; finished jobs are kept for a while (bounded count
-and age) so that a client can fetch the result, then dropped.
+and age) so that a client can fetch the result, then dropped together with the files the job
+made (a playable preview of an upload).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -34,6 +36,12 @@ class Job:
     created: float = field(default_factory=time.time)
     finished: float | None = None
     done_event: threading.Event = field(default_factory=threading.Event, repr=False)
+    files: list[Path] = field(default_factory=list, repr=False)  # deleted with the job
+
+    def discard(self) -> None:
+        """Delete the job's files (its preview): the job is gone or the server stops."""
+        for f in self.files:
+            f.unlink(missing_ok=True)
 
     def public(self) -> dict:
         """The job as the REST API shows it (without the result)."""
@@ -111,6 +119,16 @@ class AnalysisPool:
             self._prune()
             return self._jobs.get(job_id)
 
+    def remove(self, job_id: str) -> bool:
+        """Forget a finished job and delete its files (the page is done with it)."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or job.finished is None:
+                return False
+            del self._jobs[job_id]
+        job.discard()
+        return True
+
     def busy(self) -> dict:
         with self._lock:
             waiting = sum(1 for j in self._jobs.values() if j.state == "queued")
@@ -129,10 +147,14 @@ class AnalysisPool:
         for j in finished:
             if extra > 0 or now - (j.finished or now) > self._keep_s:
                 self._jobs.pop(j.id, None)
+                j.discard()
                 extra -= 1
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            for j in self._jobs.values():
+                j.discard()
 
 
 class JobError(Exception):

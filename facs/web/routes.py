@@ -8,6 +8,12 @@
     POST /api/examples/<id>          analyse an example clip
     GET  /api/examples/<id>/video    the example as the browser can play it
     GET  /api/jobs/<id>              progress / result of an analysis started with ?async=1
+    GET  /api/jobs/<id>/video        the upload as the browser can play it (when it could not)
+    DELETE /api/jobs/<id>            forget a finished analysis and delete its preview
+
+A result is JSON by default; `?format=csv` (or `Accept: text/csv`) on POST /api/predict, POST
+/api/examples/<id> and GET /api/jobs/<id> answers the per-frame table instead, the same bytes
+`facs analyze` writes (facs.analysis.table), as a download; `?format=json` downloads the JSON.
 
 Every handler reads the server's state (facs.web.app.DemoState) from the app; analyses run in
 the worker processes (facs.web.worker) through the bounded pool (facs.web.jobs).
@@ -15,15 +21,26 @@ the worker processes (facs.web.worker) through the bounded pool (facs.web.jobs).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import secrets
 import shutil
 import time
+from pathlib import Path
 
-from flask import Blueprint, current_app, jsonify, request, send_file, send_from_directory
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    jsonify,
+    request,
+    send_file,
+    send_from_directory,
+)
 from werkzeug.utils import secure_filename
 
+from facs.analysis.table import result_csv
 from facs.web.media import browser_playable
 
 bp = Blueprint("facs", __name__)
@@ -57,6 +74,32 @@ def requested_streams() -> list[str] | None:
     return names
 
 
+def wanted_format() -> str | None:
+    """'csv' or 'json' for a download (?format=, else an Accept header preferring CSV), None for
+    the plain JSON answer; ValueError for another format."""
+    fmt = request.args.get("format", "").strip().lower()
+    if fmt:
+        if fmt not in ("csv", "json"):
+            raise ValueError(f"unknown format {fmt!r}; use csv or json")
+        return fmt
+    best = request.accept_mimetypes.best_match(["application/json", "text/csv"])
+    return "csv" if best == "text/csv" else None
+
+
+def download(result: dict, fmt: str | None):
+    """The result as JSON (fmt None), or as a CSV / JSON file named after the clip."""
+    if fmt is None:
+        return jsonify(result)
+    stem = secure_filename(Path(str(result.get("video") or "result")).stem) or "result"
+    if fmt == "csv":
+        body, mime = result_csv(result), "text/csv; charset=utf-8"
+    else:
+        body, mime = json.dumps(result), "application/json"
+    return Response(
+        body, mimetype=mime, headers={"Content-Disposition": f'attachment; filename="{stem}.{fmt}"'}
+    )
+
+
 def respond(job):
     """202 with the job for ?async=1, else wait for the analysis and answer its result."""
     if job is None:
@@ -71,7 +114,7 @@ def respond(job):
     job.done_event.wait()
     if job.error is not None:
         return error(*job.error)
-    return jsonify(job.result)
+    return download(job.result, wanted_format())
 
 
 @bp.get("/")
@@ -103,6 +146,7 @@ def model():
 def predict():
     try:
         streams = requested_streams()
+        wanted_format()
     except ValueError as exc:
         return error(400, str(exc))
     upload = request.files.get("video")
@@ -118,7 +162,7 @@ def predict():
         path.unlink(missing_ok=True)
         raise
     name = secure_filename(upload.filename or "") or "upload"
-    return respond(state().start(path, name, streams))
+    return respond(state().start(path, name, streams, preview=True))
 
 
 @bp.get("/api/examples")
@@ -134,6 +178,7 @@ def example_predict(example_id: str):
         return error(404, f"no example clip with id {example_id!r}")
     try:
         streams = requested_streams()
+        wanted_format()
     except ValueError as exc:
         return error(400, str(exc))
     # Analyse a private copy, so that the upload path's cleanup logic applies unchanged.
@@ -153,12 +198,43 @@ def example_video(example_id: str):
     return send_file(playable, mimetype=mime, conditional=True, max_age=3600)
 
 
+def find_job(job_id: str):
+    return state().pool.get(job_id) if job_id.isalnum() and len(job_id) <= 64 else None
+
+
+NO_JOB = "no such analysis (finished results are kept for 10 minutes)"
+
+
 @bp.get("/api/jobs/<job_id>")
 def job(job_id: str):
-    found = state().pool.get(job_id) if job_id.isalnum() and len(job_id) <= 64 else None
+    found = find_job(job_id)
     if found is None:
-        return error(404, "no such analysis (finished results are kept for 10 minutes)")
+        return error(404, NO_JOB)
+    try:
+        fmt = request.args.get("format") and wanted_format()
+    except ValueError as exc:
+        return error(400, str(exc))
+    if fmt:
+        if found.state != "done":
+            return error(409, f"the analysis is {found.state}, not done: no result to download")
+        return download(found.result, fmt)
     body = found.public()
     if found.state == "done":
         body["result"] = found.result
     return jsonify(body)
+
+
+@bp.get("/api/jobs/<job_id>/video")
+def job_video(job_id: str):
+    found = find_job(job_id)
+    preview = found.files[0] if found is not None and found.files else None
+    if found is None or found.state != "done" or preview is None or not preview.is_file():
+        return error(404, "no preview for this analysis (the browser plays the upload itself)")
+    return send_file(preview, mimetype="video/webm", conditional=True, max_age=0)
+
+
+@bp.delete("/api/jobs/<job_id>")
+def forget_job(job_id: str):
+    if not (job_id.isalnum() and len(job_id) <= 64) or not state().pool.remove(job_id):
+        return error(404, "no finished analysis with this id")
+    return "", 204

@@ -5,8 +5,9 @@ native libraries on the prediction path (dlib's detector, shared per process) ar
 call from two threads at once, a crash in native code must not take the server down, and
 processes run Python-heavy stages in parallel. Each worker loads the model once
 (`init(model_source, progress_queue)`); `analyse(...)` checks the clip by decoding it, runs
-facs.analysis.predict.predict_video and sends progress messages `(job_id, fraction, stage)`
-through the queue, which the server's AnalysisPool thread copies onto the job.
+facs.analysis.predict.predict_video, makes a VP8 webm preview of an upload the browser cannot
+play (HEVC .mov, MJPG .avi, ...) and sends progress messages `(job_id, fraction, stage)` through
+the queue, which the server's AnalysisPool thread copies onto the job.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from facs.analysis.predict import predict_video
 from facs.errors import FacsError
 from facs.video import MediaError, check_video
 from facs.web.jobs import JobError
+from facs.web.media import browser_mime, transcode_webm
 
 _MODEL: Any = None
 _QUEUE: Any = None
@@ -72,23 +74,35 @@ def _report(job_id: str, fraction: float, stage: str) -> None:
 
 
 def analyse(
-    job_id: str, path: str, display_name: str, limit: float, streams: list[str] | None = None
+    job_id: str,
+    path: str,
+    display_name: str,
+    limit: float,
+    streams: list[str] | None = None,
+    preview: str | None = None,
 ) -> dict:
-    """Check the clip, predict, and return the JSON-ready result (raises JobError)."""
+    """Check the clip, predict, and return the JSON-ready result (raises JobError).
+
+    With `preview` (a path), a clip browsers do not play as it is is also transcoded there, and
+    the result says so (`"preview": true`): the page shows that instead of the upload."""
     t0 = time.time()
     _report(job_id, 0.0, "checking the video")
     try:
         check = check_video(Path(path), limit if math.isfinite(limit) else 1e9)
     except MediaError as exc:
         raise JobError(exc.status, exc.message) from None
+    needs_preview = preview is not None and browser_mime(check.container, check.codec) is None
+    share = 0.87 if needs_preview else 0.97  # of the progress bar, for the analysis
     _report(job_id, 0.02, "analysing frames")
     last = [0.0]
 
-    def progress(done: int, total: int | None = None) -> None:
-        frac = 0.02 + 0.97 * min(1.0, done / max(1, total or check.frames))
+    def tell(frac: float, stage: str) -> None:
         if frac - last[0] >= 0.02:  # a message per 2 %: the queue is not free
             last[0] = frac
-            _report(job_id, frac, "analysing frames")
+            _report(job_id, frac, stage)
+
+    def progress(done: int, total: int | None = None) -> None:
+        tell(0.02 + share * min(1.0, done / max(1, total or check.frames)), "analysing frames")
 
     try:
         result = dict(predict_video(Path(path), _MODEL, streams=streams, progress=progress))
@@ -102,6 +116,21 @@ def analyse(
             f["time"] = round(t, 6)
     if frames and not any(f.get("face") for f in frames):
         result.setdefault("message", "no face was found in any frame of this video")
+    if needs_preview:
+        _report(job_id, 0.9, "making a preview the browser can play")
+        part = Path(preview).with_suffix(".part.webm")
+        try:
+            transcode_webm(
+                Path(path),
+                part,
+                progress=lambda n: tell(
+                    0.9 + 0.09 * min(1.0, n / check.frames), "making a preview"
+                ),
+            )
+            os.replace(part, preview)
+            result["preview"] = True
+        except Exception:  # noqa: BLE001 - a preview is a convenience; the analysis stands
+            part.unlink(missing_ok=True)
     result["video"] = display_name  # never the server's own file name
     result["elapsed_s"] = round(time.time() - t0, 3)
     return result
@@ -166,7 +195,15 @@ class WorkerProcesses:
         """The worker processes' pids (started ones)."""
         return [p.pid for ex in list(self._all) for p in (ex._processes or {}).values()]
 
-    def run(self, job, path: Path, name: str, limit: float, streams: list | None = None) -> dict:
+    def run(
+        self,
+        job,
+        path: Path,
+        name: str,
+        limit: float,
+        streams: list | None = None,
+        preview: Path | None = None,
+    ) -> dict:
         while True:
             if self._closed:
                 raise JobError(503, "the server is shutting down; try again later")
@@ -176,7 +213,9 @@ class WorkerProcesses:
             except queue.Empty:
                 continue
         try:
-            future = executor.submit(analyse, job.id, str(path), name, limit, streams)
+            future = executor.submit(
+                analyse, job.id, str(path), name, limit, streams, preview and str(preview)
+            )
             return future.result()
         except BrokenProcessPool:
             # Its worker died: replace it; only this analysis is lost.

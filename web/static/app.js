@@ -3,7 +3,10 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const PALETTE = ["#3b5bdb", "#f76707", "#12b886", "#ae3ec9", "#e03131"];
+// The first five colours go to the clip's top 5; AUs the user adds take the next free one.
+const PALETTE = ["#3b5bdb", "#f76707", "#12b886", "#ae3ec9", "#e03131",
+  "#0c8599", "#5c940d", "#c2255c", "#6741d9", "#e8590c"];
+const Y_MAX = 1.06; // headroom: a line at probability 1.0 stays clear of the plot's top edge
 
 // Everything the page knows; exposed for the browser tests and for curious users.
 const state = {
@@ -16,6 +19,11 @@ const state = {
   stream: null,
   recorder: null,
   objectUrl: null,
+  shown: [], // AU codes on the timeline, in legend order
+  colors: {}, // code -> line colour
+  annotation: null, // {code: [[first, last], ...]} of a synthetic example, else null
+  source: null, // what the current clip is: "camera", "upload", "synthetic", "real"
+  localFailed: false, // the browser could not play the local file (no picture)
 };
 window.facs = state;
 
@@ -65,26 +73,30 @@ async function loadModel() {
     for (const l of m.labels || []) m.labelNames[l.code] = l.label;
     state.model = m;
     if (m.limits) state.limits = m.limits;
-    $("model-name").textContent = `Model: ${m.name}`;
-    const bits = [];
-    if (m.streams && m.streams.length) bits.push(`streams: ${m.streams.join(" + ")}`);
-    const t = m.trained_on;
-    if (t && typeof t === "object" && t.data) {
-      const data = String(t.data).split("/").filter(Boolean).pop();
-      const parts = [data, t.profile && `profile ${t.profile}`, t.label_mode && `${t.label_mode} labels`];
-      if (Array.isArray(t.train_subjects)) parts.push(`${t.train_subjects.length} subjects`);
-      bits.push(`trained on ${parts.filter(Boolean).join(", ")}`);
-    }
-    if (m.faces) bits.push(`learned: ${m.faces}`);
-    bits.push(`${(m.labels || []).length} AUs`);
+    $("model-name").textContent = `Model ${m.name}`;
+    // What the model is, what faces it learned, and what its numbers mean: no separators to
+    // strand at the start of a wrapped line; each fact is its own span.
+    const box = $("model-detail");
+    box.textContent = "";
+    const fact = (text, cls) => box.appendChild(el("span", cls ? `fact ${cls}` : "fact", text));
+    if (m.kind) fact(m.kind);
+    // The faces it learned, short (the details are in the pill's tooltip).
+    const faces = String(m.faces || "").replace(/\s*\(.*\)\s*$/, "");
+    if (m.synthetic) fact("learned: drawn faces (facs synth)", "warn");
+    else fact(faces.startsWith("no training") ? faces.split(":")[0] : `learned: ${faces}`);
     const f1 = testF1(m.metrics);
     if (f1 != null) {
-      bits.push(`test macro F1 ${f1.toFixed(2)}${m.synthetic ? " on held-out drawn faces, not real ones" : ""}`);
+      fact(m.synthetic
+        ? `F1 ${f1.toFixed(2)} on held-out drawn faces, unmeasured on real ones`
+        : `test macro F1 ${f1.toFixed(2)}`);
     }
-    $("model-detail").textContent = "· " + bits.join(" · ");
+    fact(`${(m.labels || []).length} AUs`);
+    $("model-info").classList.toggle("synthetic", !!m.synthetic);
+    $("footer-model").textContent = `model ${m.name}: ${m.kind || (m.streams || []).join(" + ")}`;
     buildStreamPicker(m.streams || []);
     $("model-info").classList.add("ready");
-    $("model-info").title = m.description || m.source || "";
+    $("model-info").title = [m.description, m.faces, m.trained_on && m.trained_on.data &&
+      `trained on ${m.trained_on.data}`].filter(Boolean).join("; ") || m.source || "";
   } catch (e) {
     $("model-name").textContent = "model unavailable";
   }
@@ -151,6 +163,7 @@ async function loadExamples() {
     for (const ex of examples) {
       const card = el("button", "example-card");
       card.dataset.id = ex.id;
+      card.title = ex.description || ex.title;
       card.appendChild(el("span", "title", ex.title));
       const meta = el("span", "hint");
       meta.appendChild(el("span", "tag" + (ex.source === "real" ? " real" : ""), ex.source));
@@ -172,7 +185,9 @@ function analyseExample(ex) {
   document.querySelectorAll(".example-card").forEach((c) =>
     c.classList.toggle("active", c.dataset.id === ex.id));
   setVideoSource(ex.video_url, false);
-  submit(`/api/examples/${encodeURIComponent(ex.id)}?async=1`, null, ex.title);
+  const spans = ex.annotation && Object.keys(ex.annotation).length ? ex.annotation : null;
+  submit(`/api/examples/${encodeURIComponent(ex.id)}?async=1`, null, ex.title,
+    { source: ex.source, annotation: spans });
 }
 
 // ---------------------------------------------------------------------------------- upload
@@ -191,7 +206,7 @@ dz.addEventListener("drop", (e) => {
   if (e.dataTransfer.files.length) analyseFile(e.dataTransfer.files[0]);
 });
 
-function analyseFile(file, name) {
+function analyseFile(file, name, source = "upload") {
   if (state.busy) return;
   const maxBytes = state.limits.max_upload_mb * 1024 * 1024;
   if (file.size > maxBytes) {
@@ -204,7 +219,7 @@ function analyseFile(file, name) {
   setVideoSource(state.objectUrl, true);
   const form = new FormData();
   form.append("video", file, name || file.name || "clip");
-  submit("/api/predict?async=1", form, name || file.name);
+  submit("/api/predict?async=1", form, name || file.name, { source, annotation: null });
 }
 
 // ---------------------------------------------------------------------------------- record
@@ -220,13 +235,25 @@ async function startCamera() {
   state.stream = stream;
   $("camera-preview").srcObject = stream;
   show($("camera-off"), false);
-  $("btn-camera").textContent = "Camera on";
-  $("btn-camera").disabled = true;
+  $("btn-camera").textContent = "Camera off";
   $("btn-record").disabled = false;
   return stream;
 }
 
-$("btn-camera").addEventListener("click", () => startCamera().catch(cameraError));
+function stopCamera() {
+  // Releases the device: the browser's camera indicator goes out.
+  if (state.recorder && state.recorder.state === "recording") return;
+  if (state.stream) state.stream.getTracks().forEach((t) => t.stop());
+  state.stream = null;
+  $("camera-preview").srcObject = null;
+  show($("camera-off"), true);
+  $("btn-camera").textContent = "Start camera";
+}
+
+$("btn-camera").addEventListener("click", () => {
+  if (state.stream) stopCamera();
+  else startCamera().catch(cameraError);
+});
 $("btn-record").addEventListener("click", () => record().catch(cameraError));
 $("btn-stop").addEventListener("click", () => stopRecording());
 
@@ -273,7 +300,9 @@ async function record() {
     const blob = new Blob(chunks, { type });
     const ext = type.includes("mp4") ? "mp4" : "webm";
     state.recording = { bytes: blob.size, seconds: (performance.now() - state.recStart) / 1000 };
-    analyseFile(blob, `recording.${ext}`);
+    state.recorder = null;
+    stopCamera(); // the clip is taken: the camera goes off (Record turns it on again)
+    analyseFile(blob, `recording.${ext}`, "camera");
   };
   state.recorder = rec;
   state.recStart = performance.now();
@@ -291,8 +320,7 @@ function stopRecording() {
   state.cancelled = true;
   const rec = state.recorder;
   if (rec && rec.state === "recording") rec.stop();
-  else resetRecordButtons();
-  state.recorder = null;
+  else { resetRecordButtons(); state.recorder = null; }
 }
 
 // ---------------------------------------------------------------------------------- analysis
@@ -328,12 +356,14 @@ function post(url, form) {
   });
 }
 
-async function submit(url, form, title) {
+async function submit(url, form, title, about) {
   if (state.busy) return;
   state.busy = true;
   hideError();
+  forgetResult();
   show($("results"), false);
   setProgress(form ? "Uploading" : "Starting", 0);
+  $("progress").scrollIntoView({ block: "nearest" });
   document.body.dataset.state = "analysing";
   try {
     let { status, body, retryAfter } = await post(url + streamsQuery(), form);
@@ -344,7 +374,7 @@ async function submit(url, form, title) {
       throw new Error((body && body.error) || `the server answered ${status}`);
     }
     if (status === 202) body = await poll(body.url);
-    render(body, title);
+    render(body, title, about || {});
     document.body.dataset.state = "done";
   } catch (e) {
     showError(`Could not analyse ${title ? `“${title}”` : "the clip"}: ${e.message}`);
@@ -354,6 +384,18 @@ async function submit(url, form, title) {
     show($("progress"), false);
   }
 }
+
+function jobUrl() {
+  const raw = state.result && state.result.raw;
+  return raw && raw.job ? `/api/jobs/${encodeURIComponent(raw.job)}` : null;
+}
+
+function forgetResult(keepalive = false) {
+  // The server keeps a result (and the preview of an upload) only while the page shows it.
+  const url = jobUrl();
+  if (url) fetch(url, { method: "DELETE", keepalive }).catch(() => {});
+}
+window.addEventListener("pagehide", () => forgetResult(true));
 
 async function poll(url) {
   for (;;) {
@@ -371,68 +413,92 @@ async function poll(url) {
 // ---------------------------------------------------------------------------------- results
 
 function topList(list) {
-  // Accept [{code, prob}], [{au|label, p|probability}] or [[code, prob]].
-  return (list || []).map((t) => Array.isArray(t)
-    ? { code: String(t[0]), prob: Number(t[1]) }
-    : { code: String(t.code ?? t.au ?? t.label), prob: Number(t.prob ?? t.p ?? t.probability ?? t.score) });
+  return (list || []).map((t) => ({ code: String(t.code), prob: Number(t.prob) }));
 }
 
 function normalise(raw) {
   const labels = (raw.labels || []).map(String);
-  const frames = (raw.per_frame || (Array.isArray(raw.frames) ? raw.frames : []) || []).map((f, i) => {
-    let probs = null;
-    if (Array.isArray(f.probs)) probs = Object.fromEntries(labels.map((c, k) => [c, f.probs[k]]));
-    else if (f.probs && typeof f.probs === "object") probs = f.probs;
-    const face = f.face_found ?? f.success ?? (f.face !== null && f.face !== undefined && f.face !== false);
-    return { index: f.index ?? i, time: Number(f.time ?? f.timestamp ?? 0), face: !!face, probs,
+  const frames = (raw.per_frame || []).map((f, i) => {
+    const probs = Object.fromEntries(labels.map((c, k) => [c, f.probs[k]]));
+    return { index: f.index ?? i, time: Number(f.time ?? 0), face: !!f.face, probs,
       top5: topList(f.top5) };
   });
   const fps = Number(raw.fps) || 25;
   const n = frames.length;
   const step = n > 1 ? (frames[n - 1].time - frames[0].time) / (n - 1) || 1 / fps : 1 / fps;
-  return { raw, labels, frames, fps, step, top5: topList(raw.top5), end: n ? frames[n - 1].time + step : 0,
-    message: raw.message || null };
+  const thresholds = Object.fromEntries(labels.map((c) => [c, (raw.thresholds || {})[c] ?? 0.5]));
+  // Share of the face frames at or above each AU's threshold ("present" frame by frame).
+  const faceFrames = frames.filter((f) => f.face);
+  const share = Object.fromEntries(labels.map((c) => [c, faceFrames.length
+    ? faceFrames.filter((f) => f.probs[c] >= thresholds[c]).length / faceFrames.length : 0]));
+  return { raw, labels, frames, fps, step, thresholds, share, clip: raw.clip || {},
+    top5: topList(raw.top5), end: n ? frames[n - 1].time + step : 0, message: raw.message || null };
 }
 
-function render(raw, title) {
+function render(raw, title, about) {
   const res = normalise(raw);
   state.result = res;
   state.selectedFrame = null;
+  state.source = about.source || null;
+  state.annotation = about.annotation || null;
   show($("results"), true);
 
-  // Top-5 list with bars.
+  // The AUs on the timeline: the clip's top 5, then the annotated ones of a synthetic example.
+  state.shown = [];
+  state.colors = {};
+  for (const t of res.top5) addShown(t.code, false);
+  for (const code of Object.keys(state.annotation || {})) {
+    if (res.labels.includes(code)) addShown(code, false);
+  }
+
+  // Top-5 list: clip score, threshold tick, share of frames.
   const ol = $("top5");
   ol.textContent = "";
-  res.top5.forEach((t, k) => {
+  res.top5.forEach((t) => {
     const li = el("li");
     li.dataset.code = t.code;
     const row = el("div", "row");
     const [code, name] = splitLabel(t.code);
-    const lab = el("span");
+    const lab = el("span", "au");
     lab.appendChild(el("span", "code", code + " "));
     lab.appendChild(el("span", "name", name));
-    const thr = (raw.thresholds && raw.thresholds[t.code]) ?? 0.5;
-    if (t.prob >= thr) {
-      const chip = el("span", "present", "present");
-      chip.title = `probability ≥ the model's threshold ${thr}`;
-      lab.appendChild(chip);
-    }
+    const thr = res.thresholds[t.code];
+    if (t.prob >= thr) lab.appendChild(el("span", "present", "present"));
     row.appendChild(lab);
     row.appendChild(el("span", "pct", fmtPct(t.prob)));
     const track = el("div", "track");
     const val = el("div", "val");
     val.style.width = `${Math.max(0, Math.min(1, t.prob || 0)) * 100}%`;
-    val.style.background = PALETTE[k % PALETTE.length];
+    val.style.background = state.colors[t.code];
+    const tick = el("div", "tick");
+    tick.style.left = `${Math.max(0, Math.min(1, thr)) * 100}%`;
+    tick.title = `threshold ${thr}`;
     track.appendChild(val);
+    track.appendChild(tick);
     li.appendChild(row);
     li.appendChild(track);
+    li.appendChild(el("div", "share",
+      `≥ threshold ${+thr.toFixed(2)} in ${fmtPct(res.share[t.code])} of face frames`));
     ol.appendChild(li);
   });
 
   const faces = res.frames.filter((f) => f.face).length;
+  const msgs = [];
+  if (res.message) msgs.push(res.message);
+  const m = state.model || {};
+  if (m.synthetic && (state.source === "camera" || state.source === "upload")) {
+    msgs.push(`Model ${m.name} learned drawn faces (facs synth), not real ones: on a ` +
+      `${state.source === "camera" ? "camera recording" : "video you upload"} its numbers are ` +
+      "unmeasured and may mean little. The built-in real-face model (facs serve --model face) " +
+      "is made for real faces.");
+  } else if (!m.synthetic && state.source === "synthetic") {
+    msgs.push(`Model ${m.name} learned real faces; this clip is a drawn face, outside what it ` +
+      "learned. The bands under the timeline are the clip's annotation.");
+  }
   const msg = $("message");
-  msg.textContent = res.message || "";
-  show(msg, !!res.message);
+  msg.textContent = "";
+  for (const t of msgs) msg.appendChild(el("p", null, t));
+  show(msg, msgs.length > 0);
 
   const facts = $("clip-facts");
   facts.textContent = "";
@@ -440,28 +506,95 @@ function render(raw, title) {
   if (title) add("clip", title);
   add("frames", `${res.frames.length} at ${res.fps.toFixed(res.fps % 1 ? 2 : 0)} fps (${fmtTime(res.end)})`);
   add("face found", `${faces} of ${res.frames.length} frames`);
-  if (raw.model) add("model", raw.model);
+  if (raw.model) {
+    const faces = String(raw.trained_on || "").replace(/\s*\(.*\)\s*$/, "");
+    add("model", faces ? `${raw.model}, learned ${faces}` : raw.model);
+  }
   if (raw.elapsed_s != null) add("analysis", `${raw.elapsed_s.toFixed(1)} s on the server`);
 
-  // Legend.
+  // Downloads: the CSV is the table `facs analyze` writes for this clip.
+  const url = jobUrl();
+  show($("downloads"), !!url);
+  if (url) {
+    $("dl-csv").href = `${url}?format=csv`;
+    $("dl-json").href = `${url}?format=json`;
+  }
+
+  buildLegend();
+  useVideo();
+  drawTimeline();
+  document.body.dataset.results = String(Date.now());
+  $("results").scrollIntoView({ block: "start" });
+}
+
+// ---------------------------------------------------------------------------------- AU picker
+
+function addShown(code, redraw = true) {
+  if (state.shown.includes(code)) return;
+  const used = new Set(Object.values(state.colors));
+  state.colors[code] = PALETTE.find((c) => !used.has(c)) || PALETTE[state.shown.length % PALETTE.length];
+  state.shown.push(code);
+  if (redraw) { buildLegend(); drawTimeline(); }
+}
+
+function removeShown(code) {
+  state.shown = state.shown.filter((c) => c !== code);
+  delete state.colors[code];
+  buildLegend();
+  drawTimeline();
+}
+
+function buildLegend() {
+  const res = state.result;
   const legend = $("legend");
   legend.textContent = "";
-  res.top5.forEach((t, k) => {
-    const s = el("span");
+  for (const code of state.shown) {
+    const chip = el("span", "chip");
+    chip.dataset.code = code;
     const sw = el("i");
-    sw.style.background = PALETTE[k % PALETTE.length];
-    s.appendChild(sw);
-    s.appendChild(document.createTextNode(splitLabel(t.code)[0]));
-    legend.appendChild(s);
-  });
-  if (faces < res.frames.length) {
+    sw.style.background = state.colors[code];
+    chip.appendChild(sw);
+    const [c, name] = splitLabel(code);
+    chip.appendChild(el("b", null, c));
+    chip.appendChild(el("span", "name", name));
+    const x = el("button", "remove", "×");
+    x.type = "button";
+    x.title = `remove ${c} from the timeline`;
+    x.setAttribute("aria-label", x.title);
+    x.addEventListener("click", () => removeShown(code));
+    chip.appendChild(x);
+    legend.appendChild(chip);
+  }
+  // Every other label of the model, strongest first, to add to the timeline.
+  const pick = el("select", "au-add");
+  pick.id = "au-add";
+  pick.setAttribute("aria-label", "add an action unit to the timeline");
+  pick.appendChild(new Option("+ add an AU…", ""));
+  const rest = res.labels.filter((c) => !state.shown.includes(c))
+    .sort((a, b) => (res.clip[b] ?? 0) - (res.clip[a] ?? 0));
+  for (const code of rest) pick.appendChild(new Option(`${auLabel(code)} · ${fmtPct(res.clip[code])}`, code));
+  pick.disabled = !rest.length;
+  pick.addEventListener("change", () => { if (pick.value) addShown(pick.value); });
+  legend.appendChild(pick);
+  const keys = el("div", "keys");
+  if (res.frames.some((f) => !f.face)) {
     const s = el("span", "noface");
     s.appendChild(el("i"));
     s.appendChild(document.createTextNode("no face"));
-    legend.appendChild(s);
+    keys.appendChild(s);
   }
-  drawTimeline();
-  document.body.dataset.results = String(Date.now());
+  if (annotatedShown().length) {
+    const s = el("span", "annot");
+    s.appendChild(el("i"));
+    s.appendChild(document.createTextNode("annotated (the clip's OAO XML), under the plot"));
+    keys.appendChild(s);
+  }
+  if (keys.childNodes.length) legend.appendChild(keys);
+}
+
+function annotatedShown() {
+  const a = state.annotation || {};
+  return state.shown.filter((c) => a[c] && a[c].length);
 }
 
 // ---------------------------------------------------------------------------------- video
@@ -470,14 +603,48 @@ const video = $("result-video");
 
 function setVideoSource(url, local) {
   state.videoReady = false;
+  state.localFailed = false;
   show($("video-note"), false);
   video.removeAttribute("src");
   video.src = url;
   video.dataset.local = local ? "1" : "0";
   video.load();
+  if (local) {
+    // Some formats load without an error yet show no picture (HEVC in Chromium: audio only).
+    setTimeout(() => {
+      if (video.dataset.local === "1" && video.src === url && video.readyState === 0) {
+        localFailed();
+      }
+    }, 4000);
+  }
+}
+
+function localFailed() {
+  state.localFailed = true;
+  useVideo();
+}
+
+function useVideo() {
+  // When the browser cannot play the local file, show the copy the server made, if any.
+  const note = $("video-note");
+  if (!state.localFailed || video.dataset.local !== "1") return;
+  const raw = state.result && state.result.raw;
+  if (raw && raw.preview_url) {
+    setVideoSource(raw.preview_url, false);
+    note.textContent = "This browser cannot play the file's format: showing a copy made on the " +
+      "server (deleted with this result).";
+    show(note, true);
+  } else {
+    note.textContent = raw
+      ? "This browser cannot play this file's format; the analysis below is complete, only the " +
+        "picture is missing."
+      : "This browser cannot play this file's format; a playable copy follows the analysis.";
+    show(note, true);
+  }
 }
 
 video.addEventListener("loadedmetadata", () => {
+  if (video.dataset.local === "1" && video.videoWidth === 0) { localFailed(); return; }
   // MediaRecorder's webm has no duration in its header (Infinity): seeking far ahead makes
   // the browser scan the file and learn it; then go back to the start.
   if (video.duration === Infinity) {
@@ -495,9 +662,10 @@ video.addEventListener("loadedmetadata", () => {
 });
 
 video.addEventListener("error", () => {
+  if (video.dataset.local === "1") { localFailed(); return; }
   const note = $("video-note");
-  note.textContent = "This browser cannot play this file's format; the analysis below is " +
-    "complete, only the picture is missing.";
+  note.textContent = "This browser cannot play this video; the analysis is complete, only the " +
+    "picture is missing.";
   show(note, true);
 });
 
@@ -529,6 +697,9 @@ function seekToFrame(i) {
 const canvas = $("timeline");
 const tooltip = $("tooltip");
 const PAD = { left: 44, right: 14, top: 12, bottom: 30 };
+const PLOT_H = 230; // the probability plot; annotation lanes add LANE each below it
+const LANE = 13;
+const LANE_GAP = 10; // between the plot's 0.0 line and the first lane
 let hatch = null;
 
 function hatchPattern(ctx) {
@@ -553,10 +724,12 @@ function geometry() {
   const w = canvas.clientWidth, h = canvas.clientHeight;
   const res = state.result;
   const end = res && res.end > 0 ? res.end : 1;
+  const lanes = annotatedShown();
+  const bottom = h - PAD.bottom - (lanes.length ? lanes.length * LANE + LANE_GAP : 0);
   const x = (t) => PAD.left + (t / end) * (w - PAD.left - PAD.right);
-  const y = (p) => PAD.top + (1 - p) * (h - PAD.top - PAD.bottom);
+  const y = (p) => PAD.top + ((Y_MAX - p) / Y_MAX) * (bottom - PAD.top);
   const tOf = (px) => ((px - PAD.left) / (w - PAD.left - PAD.right)) * end;
-  return { w, h, x, y, tOf, end };
+  return { w, h, x, y, tOf, end, bottom, lanes };
 }
 
 function frameAt(px) {
@@ -575,12 +748,15 @@ function frameAt(px) {
 function drawTimeline() {
   const res = state.result;
   if (!res) return;
+  const n = annotatedShown().length;
+  const want = `${PLOT_H + PAD.top + PAD.bottom + (n ? n * LANE + LANE_GAP : 0)}px`;
+  if (canvas.style.height !== want) canvas.style.height = want;
   const dpr = window.devicePixelRatio || 1;
   const cw = Math.round(canvas.clientWidth * dpr), ch = Math.round(canvas.clientHeight * dpr);
   if (canvas.width !== cw || canvas.height !== ch) { canvas.width = cw; canvas.height = ch; }
   const ctx = canvas.getContext("2d");
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-  const { w, h, x, y, end } = geometry();
+  const { w, h, x, y, end, bottom, lanes } = geometry();
   ctx.clearRect(0, 0, w, h);
 
   // No-face bands.
@@ -591,12 +767,11 @@ function drawTimeline() {
     let j = i;
     while (j + 1 < res.frames.length && !res.frames[j + 1].face) j++;
     const x0 = x(res.frames[i].time), x1 = x(res.frames[j].time + res.step);
-    ctx.fillRect(x0, PAD.top, Math.max(1, x1 - x0), h - PAD.top - PAD.bottom);
+    ctx.fillRect(x0, PAD.top, Math.max(1, x1 - x0), bottom - PAD.top);
     i = j + 1;
   }
 
   // Grid and axes.
-  ctx.strokeStyle = "#e3e7ef";
   ctx.fillStyle = "#667085";
   ctx.lineWidth = 1;
   ctx.font = "11px system-ui, sans-serif";
@@ -612,9 +787,32 @@ function drawTimeline() {
     ctx.fillText(p.toFixed(p % 0.5 ? 2 : 1), PAD.left - 6, y(p));
   }
   ctx.setLineDash([]);
+
+  // Annotation lanes: one per shown AU the clip's annotation has, in the AU's colour.
+  let bands = 0;
+  lanes.forEach((code, k) => {
+    const top = bottom + LANE_GAP + k * LANE;
+    ctx.fillStyle = "#f4f6fa";
+    ctx.fillRect(PAD.left, top, w - PAD.left - PAD.right, LANE - 3);
+    ctx.fillStyle = state.colors[code];
+    for (const [a, b] of state.annotation[code]) {
+      const fa = res.frames[Math.min(a, res.frames.length - 1)];
+      const fb = res.frames[Math.min(b, res.frames.length - 1)];
+      if (!fa || !fb) continue;
+      ctx.fillRect(x(fa.time), top, Math.max(2, x(fb.time + res.step) - x(fa.time)), LANE - 3);
+      bands++;
+    }
+    ctx.textAlign = "right";
+    ctx.font = "10px system-ui, sans-serif";
+    ctx.fillText(splitLabel(code)[0], PAD.left - 4, top + (LANE - 3) / 2);
+  });
+  canvas.dataset.bands = String(bands);
+
+  ctx.fillStyle = "#667085";
+  ctx.font = "11px system-ui, sans-serif";
   ctx.textAlign = "center";
   ctx.textBaseline = "top";
-  const stepT = niceStep(end / 8);
+  const stepT = niceStep(end / Math.max(3, Math.floor(w / 90)));
   for (let t = 0; t <= end + 1e-9; t += stepT) {
     const px = x(t);
     ctx.beginPath();
@@ -625,10 +823,10 @@ function drawTimeline() {
     ctx.fillText(`${+t.toFixed(2)} s`, px, h - PAD.bottom + 7);
   }
 
-  // One line per clip-level top-5 AU, broken where there is no face; nodes on sparse clips.
+  // One line per shown AU, broken where there is no face; nodes on sparse clips.
   const dots = res.frames.length <= 160;
-  res.top5.forEach((t, k) => {
-    const color = PALETTE[k % PALETTE.length];
+  for (const code of state.shown) {
+    const color = state.colors[code];
     ctx.strokeStyle = color;
     ctx.fillStyle = color;
     ctx.lineWidth = 2;
@@ -636,7 +834,7 @@ function drawTimeline() {
     ctx.beginPath();
     let pen = false;
     for (const f of res.frames) {
-      const p = f.face && f.probs ? f.probs[t.code] : null;
+      const p = f.face ? f.probs[code] : null;
       if (p == null) { pen = false; continue; }
       const px = x(f.time + res.step / 2), py = y(p);
       if (pen) ctx.lineTo(px, py); else ctx.moveTo(px, py);
@@ -645,14 +843,15 @@ function drawTimeline() {
     ctx.stroke();
     if (dots) {
       for (const f of res.frames) {
-        const p = f.face && f.probs ? f.probs[t.code] : null;
+        const p = f.face ? f.probs[code] : null;
         if (p == null) continue;
         ctx.beginPath();
         ctx.arc(x(f.time + res.step / 2), y(p), 2.2, 0, 2 * Math.PI);
         ctx.fill();
       }
     }
-  });
+  }
+  canvas.dataset.lines = state.shown.join(",");
 
   // Selected frame and play-head.
   if (state.selectedFrame != null && res.frames[state.selectedFrame]) {
@@ -707,12 +906,26 @@ canvas.addEventListener("mousemove", (e) => {
   if (!f.face) {
     tooltip.appendChild(el("div", null, "no face found"));
   } else {
-    const list = f.top5.length ? f.top5 : res.top5.map((t) => ({ code: t.code, prob: f.probs[t.code] }));
-    for (const t of list) {
+    // The shown AUs at this frame, strongest first, each in its line's colour.
+    const rows = state.shown.map((code) => ({ code, prob: f.probs[code] }))
+      .sort((a, b) => b.prob - a.prob);
+    for (const t of rows) {
       const row = el("div", "tt-row");
-      row.appendChild(el("span", null, splitLabel(t.code)[0]));
-      row.appendChild(el("span", null, fmtPct(t.prob)));
+      const name = el("span");
+      const sw = el("i");
+      sw.style.background = state.colors[t.code];
+      name.appendChild(sw);
+      name.appendChild(document.createTextNode(splitLabel(t.code)[0]));
+      row.appendChild(name);
+      const on = t.prob >= res.thresholds[t.code];
+      row.appendChild(el("span", on ? "on" : null, fmtPct(t.prob) + (on ? " ✓" : "")));
       tooltip.appendChild(row);
+    }
+    const a = state.annotation || {};
+    const truth = Object.keys(a).filter((c) => a[c].some(([s0, s1]) => s0 <= f.index && f.index <= s1));
+    if (state.annotation) {
+      tooltip.appendChild(el("div", "tt-truth",
+        `annotated: ${truth.length ? truth.map((c) => `AU${c}`).join(", ") : "none"}`));
     }
   }
   show(tooltip, true);
