@@ -57,3 +57,23 @@ def small_work(small_corpus, tmp_path_factory) -> Path:
     for stage in ("faces", "flow", "lmdb"):
         assert main([stage, "--profile", "quick", "--work", str(work)]) == 0, stage
     return work
+
+
+# ----------------------------------------------------------------------------- numbers to show
+
+REPORT = pytest.StashKey[list]()
+
+
+@pytest.fixture
+def report(request):
+    """`report(line)`: a line for the end of the pytest output (the oracle suite's numbers),
+    shown on every run, also a quiet one (CI's log)."""
+    return request.config.stash.setdefault(REPORT, []).append
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    lines = config.stash.get(REPORT, [])
+    if lines:
+        terminalreporter.section("numbers (real Caffe as the oracle)")
+        for line in sorted(lines):
+            terminalreporter.write_line(line)

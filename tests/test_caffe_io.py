@@ -219,14 +219,15 @@ def test_substitute_work():
     net = io.read_net_prototxt(QUICK / "alexnet_finetune_train_val.prototxt")
     io.substitute_work(net, "work/quick")
     sources = sorted(la.data_param.source for la in net.layer if la.type == "Data")
+    # The layout `facs lmdb` writes (docs/formats.md): WORK/lmdb/<config>/{train,test}_<stream>.
     assert sources == [
-        "work/quick/lmdb/spatial_train",
-        "work/quick/lmdb/spatial_train_labels",
-        "work/quick/lmdb/spatial_val",
-        "work/quick/lmdb/spatial_val_labels",
+        "work/quick/lmdb/best/test_spatial",
+        "work/quick/lmdb/best/test_spatial_labels",
+        "work/quick/lmdb/best/train_spatial",
+        "work/quick/lmdb/best/train_spatial_labels",
     ]
     means = {la.transform_param.mean_file for la in net.layer if la.transform_param.mean_file}
-    assert means == {"work/quick/lmdb/spatial_mean.binaryproto"}
+    assert means == {"work/quick/lmdb/best/spatial_mean.binaryproto"}
     sp = io.substitute_work(io.read_solver_prototxt(QUICK / "flownet_solver.prototxt"), "/w")
     assert sp.snapshot_prefix == "/w/snapshots/flownet"
 

@@ -72,6 +72,15 @@ def test_net_info_train_val_with_shapes_and_errors(capsys, tmp_path):
     assert "onevsall_train_val.prototxt:" in err and "data_test" in err and "--shape" in err
 
 
+@pytest.mark.parametrize("net", ["alexnet_finetune", "onevsall", "flownet"])
+def test_net_info_reads_the_lmdbs_of_a_work_directory(capsys, small_work, net):
+    """The README's command: the templates' WORK/ paths are the layout `facs lmdb` writes."""
+    tv = str(ROOT / f"prototxt/quick/{net}_train_val.prototxt")
+    assert main(["net-info", tv, "--work", str(small_work)]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "x64x64" in out and "loss" in out
+
+
 # ----------------------------------------------------------------------------- pooling
 
 

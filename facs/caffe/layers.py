@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from facs.caffe import caffe_pb2
+from facs.caffe.lrn import cross_channel_lrn
 
 FLT_MIN = 1.17549435e-38
 Shape = tuple[int, ...]
@@ -306,9 +307,9 @@ class LRN(Layer):
     def forward(self, x):
         half = (self.size - 1) // 2
         if self.across:
-            # Caffe: x / (k + alpha/n * sum of squares over n neighbouring channels)^beta, which
-            # for odd n is exactly torch's local_response_norm.
-            return [F.local_response_norm(x, self.size, self.alpha, self.beta, self.k)]
+            # Caffe: x / (k + alpha/n * sum of squares over n neighbouring channels)^beta
+            # (torch's local_response_norm for odd n), with Caffe's closed-form backward.
+            return [cross_channel_lrn(x, self.size, self.alpha, self.beta, self.k)]
         else:
             # Caffe's WITHIN_CHANNEL: (1 + alpha * mean over an n x n window)^-beta; k unused.
             mean = F.avg_pool2d(x * x, self.size, stride=1, padding=half, count_include_pad=True)
@@ -581,7 +582,13 @@ class SoftmaxWithLoss(Layer):
         self.mode = _normalization(self.lp, caffe_pb2.LossParameter.VALID)
 
     def forward(self, x, label):
-        logp = torch.log_softmax(x, self.axis).clamp(min=math.log(FLT_MIN))
+        # Caffe's forward clamps the picked probability at FLT_MIN (loss <= 87.34 per sample),
+        # but its backward is `prob - onehot` whatever the clamp: a saturated sample keeps its
+        # full gradient. So the clamp acts on the value only (its gradient passes straight
+        # through); a plain clamp would zero the gradient of exactly the worst samples.
+        logp = torch.log_softmax(x, self.axis)
+        floor = math.log(FLT_MIN)
+        logp = torch.where(logp < floor, logp - logp.detach() + floor, logp)
         # (outer, C, inner) so the label indexes the class axis.
         outer = math.prod(x.shape[: self.axis])
         logp3 = logp.reshape(outer, x.shape[self.axis], self.inner)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from facs.caffe import caffe_pb2
 from facs.caffe.io import layer_lines, read_net_prototxt, substitute_work
+from facs.caffe.lmdb import iter_records, parse_datum
 from facs.caffe.net import Net
 from facs.errors import FacsError
 
@@ -108,11 +109,39 @@ def describe(net) -> list[str]:
     return lines
 
 
+def match_label_width(param: caffe_pb2.NetParameter, base: Path) -> str | None:
+    """With real LMDBs, a multi-label net's last InnerProduct gets as many outputs as the label
+    LMDB has labels (what `facs train-stream` renders); a note saying so, or None."""
+    losses = [la for la in param.layer if "Loss" in la.type and "label" in la.bottom]
+    ips = [la for la in param.layer if la.type == "InnerProduct"]
+    if not losses or not ips or ips[-1].top[0] not in losses[0].bottom:
+        return None  # e.g. one-vs-all: a Slice picks one label for a 2-way output
+    for la in param.layer:
+        if la.type == "Data" and la.top[0] == "label":
+            src = Path(la.data_param.source)
+            src = src if src.is_absolute() else base / src
+            if not src.is_dir():
+                continue
+            for _, raw in iter_records(src):
+                width = len(parse_datum(raw, src, "first").float_data)
+                break
+            else:
+                continue
+            ip = ips[-1].inner_product_param
+            if width and ip.num_output != width:
+                old, ip.num_output = ip.num_output, width
+                return f"{ips[-1].name}: num_output {old} -> {width}, the labels in {src}"
+            return None
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     path = args.net
     param = read_net_prototxt(path)
+    note = None
     if args.work is not None:
         substitute_work(param, args.work.resolve())
+        note = match_label_width(param, path.resolve().parent)
     stub_data_layers(param, parse_shapes(args.shape))
     lines = layer_lines(path.read_text(encoding="utf-8"))
     try:
@@ -129,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
             raise FacsError(f"{exc} (without the LMDBs, give --shape BLOB=N,C,H,W)") from None
         raise
     print(f"{path} ({net.name or 'unnamed'}), phase {args.phase}")
+    if note:
+        print(f"note: {note}")
     for line in describe(net):
         print(line)
     return 0
