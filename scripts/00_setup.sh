@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Set up facs: a virtual environment in .venv (or the one already active), the CPU build of
 # torch 2.13.0 first (an unpinned torch would pull a multi-GB CUDA build), then facs itself with
-# its test extras. With root and apt, also Debian's chromium for the browser tests.
+# its test extras. With root and apt, also Debian's chromium for the browser tests, and real
+# BVLC Caffe (scripts/install_caffe.sh: the oracle the engine is tested against; about 7 min
+# of compiling the first time, then cached in ~/.cache/facs; FACS_NO_CAFFE=1 skips it, and the
+# oracle tests are then skipped outside CI).
 # Idempotent: re-running installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,5 +51,9 @@ if [[ ! -x /usr/bin/chromium ]]; then
   else
     echo "facs setup: chromium missing; install it with: sudo apt-get install chromium"
   fi
+fi
+# Real Caffe, the engine's oracle (tests/test_pycaffe_oracle.py, bench/engine.py).
+if [[ "${FACS_NO_CAFFE:-0}" != 1 ]]; then
+  ./scripts/install_caffe.sh
 fi
 echo "facs setup: done. Activate with: source .venv/bin/activate"
