@@ -31,7 +31,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from facs.caffe import caffe_pb2, sgd  # noqa: E402
+from facs.caffe import caffe_pb2, lrn, sgd  # noqa: E402
 from facs.caffe.io import read_net_prototxt, write_prototxt  # noqa: E402
 from facs.caffe.net import Net, layer_included  # noqa: E402
 
@@ -98,6 +98,8 @@ class HandAlexNet(nn.Module):
 
 
 def facs_side(param, crop, labels, batch, device):
+    if device.type == "cpu":
+        lrn.compile_kernels()  # as facs.caffe.solver.Solver does for training
     net = Net(param, "TRAIN").to(device)
     blobs = [b for b in net.learnable if b.lr_mult != 0]
     for b in net.learnable:

@@ -248,3 +248,26 @@ def test_lrn_forward_and_backward(size):
     torch.testing.assert_close(dx, want, rtol=1e-10, atol=1e-12)
     small = (torch.rand(1, 6, 3, 3, dtype=torch.float64) * 20 - 10).requires_grad_()
     assert torch.autograd.gradcheck(lambda t: cross_channel_lrn(t, size, 0.01, 0.75, 2.0), small)
+
+
+def test_compiled_lrn_kernels_give_the_eager_numbers():
+    """The training kernels (torch.compile; eager where compiling is impossible) against the
+    eager functions, forward and backward, in both memory layouts the nets use."""
+    from facs.caffe import lrn
+
+    torch.manual_seed(0)
+    x = torch.rand(4, 16, 9, 7) * 256 - 128
+    g = torch.randn_like(x)
+    want_y = lrn.cross_channel_lrn(x, 5, 1e-4, 0.75, 1.0)
+    xr = x.clone().requires_grad_()
+    (want_dx,) = torch.autograd.grad(lrn.cross_channel_lrn(xr, 5, 1e-4, 0.75, 1.0), xr, g)
+    lrn.compile_kernels()
+    try:
+        for layout in (torch.contiguous_format, torch.channels_last):
+            xc = x.contiguous(memory_format=layout).requires_grad_()
+            y = lrn.cross_channel_lrn(xc, 5, 1e-4, 0.75, 1.0)
+            (dx,) = torch.autograd.grad(y, xc, g)
+            torch.testing.assert_close(y, want_y, rtol=2e-6, atol=1e-6)
+            torch.testing.assert_close(dx, want_dx, rtol=2e-5, atol=1e-6)
+    finally:
+        lrn.compile_kernels(False)

@@ -13,6 +13,7 @@ is what Caffe's automatic Split layers amount to (autograd sums the gradients).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,6 +96,12 @@ class Net(nn.Module):
         self.phase = phase
         self.name = param.name
         self.base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
+        # 4-D blobs in channels-last memory (NHWC; the logical NCHW shape is unchanged): oneDNN's
+        # convolutions skip their reorders and max pooling runs ~10x faster on CPU.
+        # FACS_CHANNELS_LAST=0 keeps PyTorch's default layout.
+        self.channels_last = os.environ.get("FACS_CHANNELS_LAST", "1") != "0" and any(
+            lp.type == "Convolution" for lp in param.layer
+        )
         self._source = str(source) if source is not None else f"net '{param.name or 'unnamed'}'"
         if (
             lines is not None
@@ -272,6 +279,7 @@ class Net(nn.Module):
         next batch unless all their tops are given. Returns the blobs no layer consumed."""
         feed = dict(inputs or {}, **kw)
         device = self.device
+        cl = self.channels_last
         blobs: dict[str, Tensor] = {}
         known = set(self.blob_shapes)
         for name in feed:
@@ -284,11 +292,11 @@ class Net(nn.Module):
                 missing = [t for t in lp.top if t not in feed]
                 if missing:
                     raise FacsError(f"{self._source}: input blob(s) {missing} not given")
-                tops = [_as_tensor(feed[t], device) for t in lp.top]
+                tops = [_as_tensor(feed[t], device, cl) for t in lp.top]
             elif all(t in feed for t in lp.top):
-                tops = [_as_tensor(feed[t], device) for t in lp.top]
+                tops = [_as_tensor(feed[t], device, cl) for t in lp.top]
             else:
-                tops = [_as_tensor(t, device) for t in self.data_layers[idx].next()]
+                tops = [_as_tensor(t, device, cl) for t in self.data_layers[idx].next()]
             for t, v in zip(lp.top, tops, strict=True):
                 blobs[t] = v
         self.blobs = blobs
@@ -365,8 +373,11 @@ def _shape_matches(got: tuple[int, ...], want: tuple[int, ...], bp: caffe_pb2.Bl
     return False
 
 
-def _as_tensor(value, device: torch.device) -> Tensor:
+def _as_tensor(value, device: torch.device, channels_last: bool = False) -> Tensor:
     t = value if isinstance(value, Tensor) else torch.as_tensor(np.asarray(value))
     if not t.is_floating_point():
         t = t.float()
-    return t.to(device)
+    t = t.to(device)
+    if channels_last and t.dim() == 4:
+        t = t.contiguous(memory_format=torch.channels_last)
+    return t

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import torch
 
-from facs.caffe import caffe_pb2, sgd
+from facs.caffe import caffe_pb2, lrn, sgd
 from facs.caffe.io import (
     blob_to_array,
     layer_lines,
@@ -122,6 +122,8 @@ class Solver:
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise FacsError("--device cuda: no CUDA device is available here")
         torch.manual_seed(seed)  # fillers, and the base seed of the Data layers
+        if self.device.type == "cpu":
+            lrn.compile_kernels()  # fused LRN kernels: worth their compile time in training
         train, tests = net_params(sp, self.path)
         self.net = train.build("TRAIN").to(self.device)
         # Unique learnable blobs (a shared ParamSpec name gives one tensor several entries).
