@@ -81,10 +81,14 @@ def test_corrupt_video_named_others_processed_exit_nonzero(analysed, capsys):
     assert code == 2
     assert "broken.mp4" in stdout  # the closing line lists the failed videos
     assert sorted(p.name for p in out.iterdir()) == [
+        ".facs-analyze.json",  # the batch's manifest (resumable runs)
         "face_noface.csv",
+        "facs-summary.csv",  # one row per input, the broken one with its error
         "no_face.csv",
         "single_face.csv",
     ]
+    rows = (out / "facs-summary.csv").read_text().splitlines()
+    assert len(rows) == 5 and any("broken.mp4" in r and "broken" in r.split(",")[6] for r in rows)
 
 
 def test_json_format_and_single_output_file(examples_dir, tmp_path, capsys):

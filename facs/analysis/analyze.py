@@ -26,16 +26,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 from tqdm import tqdm
 
+from facs.analysis import batch
 from facs.analysis.model import default_model, load_model
-from facs.analysis.predict import predict_video, stream_names
-from facs.analysis.table import result_csv
+from facs.analysis.predict import Prediction, stream_names
 from facs.aus import au_label
-from facs.errors import FacsError, explain
+from facs.errors import FacsError
 from facs.fileio import check_writable, write_text
 from facs.video import IMAGE_EXTS, MediaError, check_video, image_files
 
@@ -74,6 +73,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "instead of refusing it",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="analyse this many inputs at once in worker processes (default 1)",
+    )
+    parser.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="spread the inputs over the Dask cluster at ADDRESS (tcp://host:8786); inputs and "
+        "outputs must be on a file system every worker shares",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="redo inputs an output folder's manifest says are done with this model",
+    )
 
 
 def expand_videos(paths: list[Path]) -> list[Path]:
@@ -108,22 +124,23 @@ def _out_path(out: Path, video: Path, fmt: str, single: bool, used: set[Path]) -
     return path
 
 
-def write(result: dict, path: Path, fmt: str) -> None:
-    """The result as CSV or JSON, written to a temporary file and renamed into place."""
+def write(pred: Prediction, path: Path, fmt: str) -> None:
+    """The result as CSV (streamed: flat memory whatever the length) or JSON (every frame's
+    entry in memory at once), written to a temporary file and renamed into place."""
     if fmt == "json":
-        write_text(path, json.dumps(result))
+        write_text(path, json.dumps(pred.json()))
     else:
-        write_text(path, result_csv(result))
+        pred.write_csv(path)
 
 
 def summary(result: dict, seconds: float) -> str:
     n, faces = result["frames"], result["faces"]
     speed = n / seconds if seconds > 0 else 0.0
     if result.get("input") == "image":
-        head = f"{result['video']}: a still image, {'a face' if faces else 'no face'}"
+        head = f"{Path(result['video']).name}: a still image, {'a face' if faces else 'no face'}"
     else:
         head = (
-            f"{result['video']}: {n} frames at {result['fps']:.2f} fps, face in {faces} "
+            f"{Path(result['video']).name}: {n} frames at {result['fps']:.2f} fps, face in {faces} "
             f"({100.0 * faces / max(n, 1):.0f} %), {speed:.1f} frames/s "
             f"({speed / max(result['fps'], 1e-6):.2f}x real time)"
         )
@@ -158,7 +175,10 @@ def run(args: argparse.Namespace) -> int:
     videos = expand_videos(args.videos)
     if len(videos) > 1 and args.out.suffix.lower() in (".csv", ".json"):
         raise FacsError(f"-o {args.out}: {len(videos)} videos need an output folder, not a file")
-    model = load_model(args.model or default_model())
+    if args.workers < 1:
+        raise FacsError(f"--workers {args.workers}: must be 1 or more")
+    source = args.model or default_model()
+    model = load_model(source)
     streams = [s.strip() for s in args.streams.split(",") if s.strip()] if args.streams else None
     names = stream_names(model, streams)
     used: set[Path] = set()
@@ -175,38 +195,74 @@ def run(args: argparse.Namespace) -> int:
             "real faces are not measured by its test F1 (the built-in real-face model: "
             "--model face)"
         )
+    folder = str(model.folder) if model.folder is not None else source
+    task = batch.Task(
+        model=folder,
+        streams=tuple(streams) if streams else None,
+        fps=args.fps,
+        format=args.format,
+        allow_partial=args.allow_partial,
+        settings=batch.settings_fingerprint(source, model.folder, streams, args.fps, args.format),
+    )
+    jobs = list(zip(videos, outs, strict=True))
+    # An output folder (not one named file) is a batch: resumable, with a summary table.
+    out_dir = None if args.out.suffix.lower() in (".csv", ".json") else args.out
+    entries = batch.read_manifest(out_dir) if out_dir is not None else {}
+    if out_dir is not None:
+        batch.clean_temporaries(out_dir, outs)
+    todo, earlier = (jobs, []) if out_dir is None or args.force else batch.pending(
+        jobs, entries, task.settings
+    )  # fmt: skip
+    if earlier:
+        print(f"facs analyze: {len(earlier)} of {len(jobs)} already done with this model and "
+              f"these settings (in {out_dir / batch.MANIFEST}; --force redoes them)")  # fmt: skip
+    if args.cluster:
+        client = batch.connect(args.cluster)
+        print(f"facs analyze: {len(todo)} input(s) on the Dask cluster at {args.cluster}")
+        results = batch.run_cluster(todo, task, client)
+    elif args.workers > 1 and len(todo) > 1:
+        print(f"facs analyze: {len(todo)} input(s) over {args.workers} worker processes")
+        results = batch.run_local(todo, task, args.workers)
+    else:
+        results = _in_process(todo, task, model, args.quiet)
+    bar = tqdm(total=len(todo), unit="input", desc="facs analyze", file=sys.stderr,
+               disable=args.quiet or len(todo) < 2, position=0)  # fmt: skip
     failed: list[str] = []
-    for video, out in zip(videos, outs, strict=True):
-        bar = tqdm(
-            total=None,
-            unit="frame",
-            desc=video.name,
-            disable=args.quiet,
-            leave=False,
-            file=sys.stderr,
-        )
+    rows = list(earlier)
+    for r in results:
+        bar.update(1)
+        if "error" in r:
+            bar.write(f"facs analyze: {r['error']}", file=sys.stderr)
+            failed.append(r["video"])
+        else:
+            if r.get("warning"):
+                bar.write(f"facs analyze: {r['warning']}", file=sys.stderr)
+            bar.write(summary(r, r["seconds"]))
+            bar.write(f"  -> {r['out']}")
+            if out_dir is not None:
+                batch.record(entries, r, task.settings)
+                batch.write_manifest(out_dir, entries)
+        rows.append(r)
+    bar.close()
+    if out_dir is not None and len(rows) > 1:
+        print(f"facs analyze: summary of {len(rows)} input(s): {batch.finish(out_dir, rows)}")
+    if failed:
+        print(f"facs analyze: {len(failed)} of {len(jobs)} input(s) failed: {', '.join(failed)}")
+        return 2
+    return 0
+
+
+def _in_process(todo, task: batch.Task, model, quiet: bool):
+    """The inputs one after the other in this process, with a progress bar per input."""
+    for video, out in todo:
+        bar = tqdm(total=None, unit="frame", desc=video.name, disable=quiet, leave=False,
+                   file=sys.stderr, position=1)  # fmt: skip
 
         def progress(done: int, total: int | None = None, bar=bar) -> None:
             if total and bar.total != total:
                 bar.total = total
             bar.update(done - bar.n)
 
-        t0 = time.perf_counter()
-        try:
-            warning = check_input(video, args.allow_partial)
-            if warning:
-                print(f"facs analyze: {warning}", file=sys.stderr)
-            result = predict_video(video, model, streams, progress, fps=args.fps)
-            write(result, out, args.format)
-        except (FacsError, OSError) as exc:
-            bar.close()
-            print(f"facs analyze: {explain(exc)[0]}", file=sys.stderr)
-            failed.append(str(video))
-            continue
+        result = batch.analyse_one(str(video), str(out), task, model, progress)
         bar.close()
-        print(summary(result, time.perf_counter() - t0))
-        print(f"  -> {out}")
-    if failed:
-        print(f"facs analyze: {len(failed)} of {len(videos)} input(s) failed: {', '.join(failed)}")
-        return 2
-    return 0
+        yield result

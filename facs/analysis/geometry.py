@@ -84,9 +84,18 @@ DEPTH = _depths()
 NOSE_DEPTH = 0.5  # the nose tip's depth in front of the eye corners, in IOD (~30 of ~62 mm)
 
 
-def correct_pose(q: np.ndarray) -> np.ndarray:
+def pose_medians(nose: np.ndarray) -> tuple[float, float]:
+    """The video's median nose tip (u, then v with the yaw's IOD shrinking undone) from its
+    N x 2 normalised positions (point 30): what correct_pose measures head turns against."""
+    m_u = np.median(nose[:, 0])
+    cos_yaw = 1.0 / np.sqrt(1.0 + ((nose[:, 0] - m_u) / NOSE_DEPTH) ** 2)
+    return float(m_u), float(np.median(nose[:, 1] * cos_yaw))
+
+
+def correct_pose(q: np.ndarray, medians: tuple[float, float] | None = None) -> np.ndarray:
     """N x 68 x 2 normalised points of ONE video -> the same with head turns (yaw, pitch)
-    relative to the video's median pose taken out (orthographic view, rigid head).
+    relative to the video's median pose (`medians`: pose_medians of the whole video, which a
+    caller working in chunks passes) taken out (orthographic view, rigid head).
 
     The nose tip, rigid and the most protruding point, moves against the eye corners when the
     head turns: by (du, dv) from its median position, so tan(yaw) = du / NOSE_DEPTH and
@@ -95,12 +104,14 @@ def correct_pose(q: np.ndarray) -> np.ndarray:
     pitch shrinks v by cos(pitch). Without this, a head tilted back lowers the lip corners
     against the nose base about as much as a smile raises them.
     """
-    if len(q) < 2:
-        return q
-    du = q[:, 30:31, 0] - np.median(q[:, 30, 0])
+    if medians is None:
+        if len(q) < 2:
+            return q
+        medians = pose_medians(q[:, 30])
+    du = q[:, 30:31, 0] - medians[0]
     cos_yaw = 1.0 / np.sqrt(1.0 + (du / NOSE_DEPTH) ** 2)
     v = q[..., 1] * cos_yaw  # undo the IOD's shrinking first: it would look like pitch
-    dv = v[:, 30:31] - np.median(v[:, 30])
+    dv = v[:, 30:31] - medians[1]
     cos_pitch = np.sqrt(1.0 - np.clip(dv / NOSE_DEPTH, -0.9, 0.9) ** 2)
     z = DEPTH[None, :]
     return np.stack([q[..., 0] - z * du, (v - z * dv) / cos_pitch], axis=-1)
@@ -126,12 +137,12 @@ FEATURES = (
 )
 
 
-def features(points: np.ndarray, pose: bool = True) -> np.ndarray:
+def features(points: np.ndarray, pose: bool = True, medians=None) -> np.ndarray:
     """N x 68 x 2 pixel landmarks of ONE video -> N x len(FEATURES) normalised features
     (with `pose`, head turns relative to the video's median pose corrected: `correct_pose`)."""
     q = normalise(np.asarray(points, dtype=np.float64).reshape(-1, 68, 2))
     if pose:
-        q = correct_pose(q)
+        q = correct_pose(q, medians)
     u, v = q[..., 0], q[..., 1]
 
     def pair(a, b):  # mean of a point on the subject's right and its mirror on the left
@@ -364,6 +375,29 @@ def features_of_points(pts: np.ndarray) -> np.ndarray:
     feats = np.full((len(pts), len(FEATURES)), np.nan, np.float32)
     if ok.any():
         feats[ok] = features(pts[ok])
+    return smooth(feats)
+
+
+def features_in_chunks(points: np.ndarray, ok: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """features_of_points of a long video stored compactly (N x 68 x 2 integer pixel points,
+    as dlib gives them; `ok`: the face frames), a chunk of frames at a time: the same numbers
+    without a float64 copy of every frame's points."""
+    idx = np.flatnonzero(ok)
+    feats = np.full((len(points), len(FEATURES)), np.nan, np.float32)
+    if not len(idx):
+        return feats
+    medians = None
+    if len(idx) >= 2:  # the pose medians over every face frame, first
+        nose = np.concatenate(
+            [
+                normalise(points[idx[a : a + chunk]].astype(np.float32))[:, 30]
+                for a in range(0, len(idx), chunk)
+            ]
+        )
+        medians = pose_medians(nose)
+    for a in range(0, len(idx), chunk):
+        part = idx[a : a + chunk]
+        feats[part] = features(points[part].astype(np.float32), medians is not None, medians)
     return smooth(feats)
 
 

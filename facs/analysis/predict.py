@@ -41,18 +41,22 @@ from pathlib import Path
 import numpy as np
 
 from facs.analysis import geometry, realface
-from facs.analysis.facemesh import BLENDSHAPES, FaceMesh, MeshFace
-from facs.analysis.landmarks import FaceLandmarks, LandmarkTracker
+from facs.analysis.facemesh import BLENDSHAPES, FaceMesh
+from facs.analysis.landmarks import LandmarkTracker
 from facs.analysis.model import BUILTIN_STREAMS, Model, StreamSpec, load_model
 from facs.aus import au_label
 from facs.errors import FacsError
+from facs.fileio import atomic_path
 from facs.preprocess.records import (
-    ClipRecords,
     FaceParams,
     FaceTrack,
+    StreamedMedian,
     crop_face,
     detect_faces,
     face_track,
+    streamed_flow_records,
+    to_chw,
+    with_reference,
 )
 from facs.training.fusion import fuse
 from facs.video import Media, open_media
@@ -62,26 +66,48 @@ BATCH = 64
 Progress = Callable[..., None]
 
 
+class Rows:
+    """A growing N x width float array (capacity doubles): per-frame values without a Python
+    object per frame."""
+
+    def __init__(self, width: int, dtype=np.float64, fill: float = np.nan):
+        self.width, self.dtype, self.fill = width, dtype, fill
+        self.data = np.full((256, width), fill, dtype)
+        self.n = 0
+
+    def append(self, row) -> None:
+        if self.n == len(self.data):
+            more = np.full((len(self.data), self.width), self.fill, self.dtype)
+            self.data = np.concatenate([self.data, more])
+        if row is not None:
+            self.data[self.n] = row
+        self.n += 1
+
+    def array(self) -> np.ndarray:
+        return self.data[: self.n]
+
+
 @dataclass
 class VideoPass:
-    """What the decoding pass found, and the face crops made from it (per face settings)."""
+    """What the decoding pass kept of every frame: small per-frame arrays only (a face's box
+    and confidence, the trackers' features), so that memory does not grow with the video by
+    more than ~100-200 bytes a frame. Later passes decode the video again."""
 
     media: Media
     fps: float
     frames: int
     width: int
     height: int
-    faces: list  # the primary tracker's face per frame (MeshFace | FaceLandmarks | None)
-    dlib: list[FaceLandmarks | None] | None = None
-    mesh: list[MeshFace | None] | None = None
+    face: np.ndarray  # N bool: the primary tracker found a face
+    box: np.ndarray  # N x 4 int (x, y, w, h), -1 where no face
+    confidence: np.ndarray  # N float
+    mesh_features: np.ndarray | None = None  # N x len(realface.FEATURES), NaN where no face
+    blend: np.ndarray | None = None  # N x 52 blendshapes, NaN where no face
+    dlib_points: np.ndarray | None = None  # N x 68 x 2 int16 pixels (dlib's are integers)
+    dlib_found: np.ndarray | None = None  # N bool: dlib found a face
     track: FaceTrack | None = None  # the Haar clip box (CNN streams only)
     tick: Callable[[int], None] = lambda n: None  # progress in frames of work
-    crops: dict = field(default_factory=dict)  # FaceParams -> N x S x S x 3 | None
     calibration: dict = field(default_factory=dict)  # stream -> realface.Calibration
-
-    @property
-    def face(self) -> np.ndarray:
-        return np.array([f is not None for f in self.faces], dtype=bool)
 
 
 def decode_pass(
@@ -89,23 +115,34 @@ def decode_pass(
 ) -> VideoPass:
     """The faces in every frame, by the trackers the streams' kinds need: MediaPipe for
     `mediapipe`, dlib for `landmarks` (and for `cnn` when no MediaPipe runs); with `haar`,
-    the clip's Haar face box as training makes it (frames 0, every, 2*every, ..., merged)."""
+    the clip's Haar face box as training makes it (frames 0, every, 2*every, ..., merged).
+    Each frame leaves its features, not its landmarks."""
     mesh_on = "mediapipe" in kinds
     dlib_on = "landmarks" in kinds or ("cnn" in kinds and not mesh_on)
     tracker = LandmarkTracker() if dlib_on else None
     mesher = FaceMesh(video=media.kind != "image") if mesh_on else None
-    dlib: list = []
-    mesh: list = []
+    box, conf = Rows(4, np.int32, -1), Rows(1, np.float64, 0.0)
+    mesh_f = Rows(len(realface.FEATURES)) if mesh_on else None
+    blend = Rows(len(BLENDSHAPES), np.float32) if mesh_on else None
+    dlib_p = Rows(68 * 2, np.int16, 0) if dlib_on else None
+    dlib_ok = Rows(1, np.bool_, False) if dlib_on else None
     sampled, detections = [], []
     h = w = 0
     step_ms = 1000.0 / media.fps if media.fps else 0.0
     try:
         for i, frame in enumerate(media.read()):
             h, w = frame.shape[:2]
-            if tracker is not None:
-                dlib.append(tracker(frame))
-            if mesher is not None:
-                mesh.append(mesher(frame, int(round(i * step_ms))))
+            lm = tracker(frame) if tracker is not None else None
+            mf = mesher(frame, int(round(i * step_ms))) if mesher is not None else None
+            if dlib_p is not None:
+                dlib_p.append(lm.points.reshape(-1) if lm is not None else None)
+                dlib_ok.append(lm is not None or None)
+            if mesh_f is not None:
+                mesh_f.append(realface.frame_features(mf.points[None])[0] if mf else None)
+                blend.append(mf.blendshapes if mf is not None else None)
+            primary = mf if mesh_on else lm
+            box.append(primary.box if primary is not None else None)
+            conf.append(primary.confidence if primary is not None else None)
             if haar is not None and i % haar.every == 0:
                 sampled.append(i)
                 detections.append(detect_faces(frame, haar))
@@ -114,27 +151,23 @@ def decode_pass(
         if mesher is not None:
             mesher.close()
     track = face_track(sampled, detections, haar) if haar is not None else None
-    faces = mesh if mesh_on else dlib
+    boxes = box.array()
     return VideoPass(
-        media, media.fps, len(faces), w, h, faces, dlib if dlib_on else None,
-        mesh if mesh_on else None, track, tick,
+        media, media.fps, len(boxes), w, h, boxes[:, 2] >= 0, boxes, conf.array()[:, 0],
+        mesh_f.array() if mesh_f is not None else None,
+        blend.array() if blend is not None else None,
+        dlib_p.array().reshape(-1, 68, 2) if dlib_p is not None else None,
+        dlib_ok.array()[:, 0] if dlib_ok is not None else None, track, tick,
     )  # fmt: skip
 
 
-def clip_crops(vp: VideoPass, params: FaceParams) -> np.ndarray | None:
-    """N x S x S x 3 masked face crops of the whole video in the clip's one box (a second
-    decoding pass), or None when Haar found no face in the sampled frames."""
-    if params not in vp.crops:
-        crops = None
-        if vp.track is not None:
-            crops = np.zeros((vp.frames, params.size, params.size, 3), np.uint8)
-            for i, frame in enumerate(vp.media.read()):
-                if i >= vp.frames:
-                    break
-                crops[i] = crop_face(frame, vp.track.box, params.size, True, params.mask_axes)
-                vp.tick(1)
-        vp.crops[params] = crops
-    return vp.crops[params]
+def clip_crops(vp: VideoPass, params: FaceParams):
+    """The masked face crops (S x S x 3) of every frame in the clip's one box, one at a time:
+    a decoding pass, nothing kept."""
+    for i, frame in enumerate(vp.media.read()):
+        if i >= vp.frames:
+            return
+        yield crop_face(frame, vp.track.box, params.size, True, params.mask_axes)
 
 
 def landmark_stream(vp: VideoPass, model: Model, name: str) -> np.ndarray:
@@ -145,20 +178,16 @@ def landmark_stream(vp: VideoPass, model: Model, name: str) -> np.ndarray:
         if name not in model.cache:
             model.cache[name] = geometry.LearnedGeometry.load(model.file(name, spec.classifier))
         classifier = model.cache[name]
-    feats = geometry.landmarks_to_features(vp.dlib)
+    feats = geometry.features_in_chunks(vp.dlib_points, vp.dlib_found)
     return geometry.stream_probs(feats, model.labels, vp.fps or 25.0, classifier)
 
 
 def mediapipe_stream(vp: VideoPass, model: Model, name: str) -> np.ndarray:
     """N x L probabilities of the real-face stream (NaN: labels it has no opinion on)."""
-    n = len(vp.mesh)
-    points = np.full((n, 478, 3), np.nan, np.float32)
-    blend = np.full((n, len(BLENDSHAPES)), np.nan, np.float32)
-    for i, f in enumerate(vp.mesh):
-        if f is not None:
-            points[i], blend[i] = f.points[:478], f.blendshapes
     method = stream_spec(model, name).method
-    probs, vp.calibration[name] = realface.stream_probs(points, blend, model.labels, vp.fps, method)
+    probs, vp.calibration[name] = realface.probs_from_features(
+        vp.mesh_features, vp.blend.astype(np.float32), model.labels, vp.fps, method
+    )
     return probs
 
 
@@ -186,33 +215,69 @@ def _deploy(model: Model, name: str):
 
 def cnn_stream(vp: VideoPass, model: Model, name: str) -> np.ndarray:
     """N x L probabilities of a CNN stream: its net on the records of the frames with a face
-    (the others score 0; they are 0 after fusion anyway)."""
+    (the others score 0; they are 0 after fusion anyway). The records are made while the video
+    is decoded again, a batch at a time (a median reference takes one more pass first), so
+    memory does not grow with the video."""
     spec = model.streams[name]
+    inp = spec.input
     out = np.zeros((vp.frames, len(model.labels)), np.float32)
     if vp.media.kind == "image":
         raise FacsError(
             f"{vp.media.path}: a still image; model {model.name}'s {name} stream needs a video "
             "(the built-in real-face model reads stills: --model face)"
         )
-    crops = clip_crops(vp, spec.input.faces)
-    if crops is None:
-        vp.tick(vp.frames)
+    passes = cnn_passes(inp)
+    if vp.track is None:  # Haar found no face in the sampled frames
+        vp.tick(vp.frames * passes)
         return out
-    records = ClipRecords(spec.input, crops)
+    median = None
+    if passes == 2:
+        acc = StreamedMedian((inp.faces.size, inp.faces.size, 3))
+        for crop in clip_crops(vp, inp.faces):
+            acc.add(crop)
+            vp.tick(1)
+        median = acc.median()
+    if inp.kind == "flow":
+        records = streamed_flow_records(clip_crops(vp, inp.faces), vp.frames, inp)
+    else:
+        records = (
+            (t, to_chw(with_reference(c, median) if median is not None else c))
+            for t, c in enumerate(clip_crops(vp, inp.faces))
+        )
     net = _deploy(model, name)
-    todo = np.flatnonzero(vp.face)
-    vp.tick(vp.frames - len(todo))
-    for i in range(0, len(todo), BATCH):
-        idx = todo[i : i + BATCH]
-        p = net.probs(np.stack([records.record(t) for t in idx]))
+    batch: list[int] = []
+    stack: list[np.ndarray] = []
+
+    def score() -> None:
+        p = net.probs(np.stack(stack))
         if p.shape[1] != len(model.labels):
             raise FacsError(
                 f"{net.source}: the net has {p.shape[1]} outputs, the model "
                 f"{len(model.labels)} labels"
             )
-        out[idx] = p
-        vp.tick(len(idx))
+        out[batch] = p
+        batch.clear()
+        stack.clear()
+
+    seen = 0
+    for t, record in records:
+        seen += 1
+        if vp.face[t]:
+            batch.append(t)
+            stack.append(record)
+            if len(batch) == BATCH:
+                score()
+        vp.tick(1)
+    if batch:
+        score()
+    if seen != vp.frames:
+        raise FacsError(f"{vp.media.path}: decoded {seen} frames, the first pass {vp.frames}")
     return out
+
+
+def cnn_passes(inp) -> int:
+    """Decoding passes a CNN stream makes after the first: 2 with a median reference."""
+    return 2 if inp.kind == "frame" and inp.reference == "median" else 1
 
 
 def stream_names(model: Model, streams: list[str] | None) -> list[str]:
@@ -234,23 +299,24 @@ def top5(probs: np.ndarray, labels: list[str]) -> list[tuple[str, float]]:
     return [(labels[i], float(probs[i])) for i in order]
 
 
-def predict_video(
+def predict(
     path: str | Path,
     model: Model | str | Path | None = None,
     streams: list[str] | None = None,
     progress: Progress | None = None,
     fps: float | None = None,
-) -> dict:
-    """Per-frame AU probabilities of one video, still or image folder (the module doc says
-    what the result holds). `fps`: an image sequence's frame rate (default 30)."""
+) -> Prediction:
+    """Per-frame AU probabilities of one video, still or image folder, as arrays
+    (Prediction: `.json()` is the result the module doc describes, `.write_csv(path)` the
+    OpenFace-style table, streamed). `fps`: an image sequence's frame rate (default 30)."""
     if not isinstance(model, Model):
         model = load_model(model)
     names = stream_names(model, streams)
     kinds = {stream_spec(model, s).kind for s in names}
     cnn = [s for s in names if stream_spec(model, s).kind == "cnn"]
     media = open_media(path, fps)
-    # progress in frames of work: the decoding pass, the crop pass, one pass per CNN stream
-    total = media.frames * (1 + (1 + len(cnn) if cnn else 0))
+    # progress in frames of work: the decoding pass, then each CNN stream's passes
+    total = media.frames * (1 + sum(cnn_passes(model.streams[s].input) for s in cnn))
     done = [0]
 
     def tick(n: int) -> None:
@@ -266,53 +332,92 @@ def predict_video(
         progress(total, total)
     fused = np.asarray(fuse(scores, model.fusion), dtype=np.float32)
     fused[~vp.face] = 0.0
-    return result_json(vp, model, names, fused)
+    return Prediction(vp, model, names, fused)
 
 
-def result_json(vp: VideoPass, model: Model, names: list[str], fused: np.ndarray) -> dict:
-    labels = model.labels
-    face = vp.face
-    clip = (
-        np.percentile(fused[face], CLIP_PERCENTILE, axis=0) if face.any() else np.zeros(len(labels))
-    )
-    per_frame = []
-    for i, f in enumerate(vp.faces):
-        row = fused[i]
-        per_frame.append(
-            {
-                "index": i,
-                "time": round(i / vp.fps, 6) if vp.fps else 0.0,
-                "face": f is not None,
-                "box": list(f.box) if f is not None else None,
-                "confidence": round(float(f.confidence), 4) if f is not None else 0.0,
-                "probs": [round(float(p), 4) for p in row],
-                "top5": [{"code": c, "prob": round(p, 4)} for c, p in top5(row, labels)]
-                if f is not None
-                else [],
-            }
+def predict_video(
+    path: str | Path,
+    model: Model | str | Path | None = None,
+    streams: list[str] | None = None,
+    progress: Progress | None = None,
+    fps: float | None = None,
+) -> dict:
+    """predict(...) as the JSON-ready result (the module doc says what it holds)."""
+    return predict(path, model, streams, progress, fps).json()
+
+
+class Prediction:
+    """One input's result: the fused N x L probabilities and the per-frame face arrays, with
+    the clip-level summary; per-frame dicts and CSV rows are made only when asked for."""
+
+    def __init__(self, vp: VideoPass, model: Model, names: list[str], fused: np.ndarray):
+        labels = model.labels
+        face = vp.face
+        clip = (
+            np.percentile(fused[face], CLIP_PERCENTILE, axis=0)
+            if face.any()
+            else np.zeros(len(labels))
         )
-    return {
-        "video": vp.media.path.name,
-        "input": vp.media.kind,
-        "fps": vp.fps,
-        "frames": vp.frames,
-        "width": vp.width,
-        "height": vp.height,
-        "duration": vp.frames / vp.fps if vp.fps else 0.0,
-        "model": model.name,
-        "trained_on": model.faces,
-        "streams": names,
-        "calibration": {s: c.to_json() for s, c in vp.calibration.items()},
-        "labels": labels,
-        "label_names": {c: au_label(c) for c in labels},
-        "thresholds": {c: model.threshold(c) for c in labels},
-        "faces": int(face.sum()),
-        "clip": {c: round(float(p), 4) for c, p in zip(labels, clip, strict=True)},
-        "top5": [
-            {"code": c, "label": au_label(c), "prob": round(p, 4)}
-            for c, p in top5(np.asarray(clip), labels)
-        ]
-        if face.any()
-        else [],
-        "per_frame": per_frame,
-    }
+        self.probs, self.face, self.box, self.confidence = fused, face, vp.box, vp.confidence
+        self.labels = labels
+        self.meta = {
+            "video": vp.media.path.name,
+            "input": vp.media.kind,
+            "fps": vp.fps,
+            "frames": vp.frames,
+            "width": vp.width,
+            "height": vp.height,
+            "duration": vp.frames / vp.fps if vp.fps else 0.0,
+            "model": model.name,
+            "trained_on": model.faces,
+            "streams": names,
+            "calibration": {s: c.to_json() for s, c in vp.calibration.items()},
+            "labels": labels,
+            "label_names": {c: au_label(c) for c in labels},
+            "thresholds": {c: model.threshold(c) for c in labels},
+            "faces": int(face.sum()),
+            "clip": {c: round(float(p), 4) for c, p in zip(labels, clip, strict=True)},
+            "top5": [
+                {"code": c, "label": au_label(c), "prob": round(p, 4)}
+                for c, p in top5(np.asarray(clip), labels)
+            ]
+            if face.any()
+            else [],
+        }
+
+    def frame(self, i: int) -> dict:
+        """Frame i as the JSON result's per_frame entry."""
+        row, ok = self.probs[i], bool(self.face[i])
+        fps = self.meta["fps"]
+        return {
+            "index": i,
+            "time": round(i / fps, 6) if fps else 0.0,
+            "face": ok,
+            "box": [int(v) for v in self.box[i]] if ok else None,
+            "confidence": round(float(self.confidence[i]), 4) if ok else 0.0,
+            "probs": [round(float(p), 4) for p in row],
+            "top5": [{"code": c, "prob": round(p, 4)} for c, p in top5(row, self.labels)]
+            if ok
+            else [],
+        }
+
+    def json(self) -> dict:
+        return {**self.meta, "per_frame": [self.frame(i) for i in range(len(self.probs))]}
+
+    def write_csv(self, path: Path, chunk: int = 4096) -> None:
+        """The per-frame table (facs.analysis.table), written a chunk of rows at a time into a
+        temporary file renamed into place: memory stays flat whatever the video's length."""
+        from facs.analysis.table import csv_chunks
+
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+            for text in csv_chunks(self.meta, self.rows(chunk)):
+                f.write(text)
+
+    def rows(self, chunk: int):
+        """(first frame, probs rounded as in the JSON, confidence, success) per chunk."""
+        for a in range(0, len(self.probs), chunk):
+            b = min(a + chunk, len(self.probs))
+            probs = np.array([[round(float(p), 4) for p in r] for r in self.probs[a:b]])
+            ok = self.face[a:b]
+            conf = np.where(ok, [round(float(c), 4) for c in self.confidence[a:b]], 0.0)
+            yield a, probs.reshape(b - a, len(self.labels)), conf, ok.astype(int)

@@ -203,6 +203,17 @@ def au_logits(
     }
 
 
+FEATURES = tuple(TOL)  # the order of a frame's feature vector
+
+
+def frame_features(points: np.ndarray) -> np.ndarray:
+    """N x 478 x 3 landmarks -> N x len(FEATURES) geometric features of the aligned meshes
+    (float64, NaN rows where no face): what the stream keeps of each frame, so that a long
+    video costs about 100 bytes a frame, not the 5.7 kB of its mesh."""
+    feats = features(align(points))
+    return np.stack([feats[k] for k in FEATURES], axis=1)
+
+
 def stream_probs(
     points: np.ndarray,
     blend: np.ndarray,
@@ -213,10 +224,21 @@ def stream_probs(
     """N x 478 x 3 landmarks and N x 52 blendshapes of ONE person's video (or one still; NaN
     rows where no face) -> N x len(labels) probabilities (NaN for labels without a rule, 0 on
     frames without a face) and the calibration used."""
-    n = len(points)
-    ok = np.isfinite(blend).all(axis=1) & np.isfinite(points).reshape(n, -1).all(axis=1)
+    return probs_from_features(frame_features(points), blend, labels, fps, method)
+
+
+def probs_from_features(
+    fvec: np.ndarray,
+    blend: np.ndarray,
+    labels,
+    fps: float,
+    method: str = "combined",
+) -> tuple[np.ndarray, Calibration]:
+    """stream_probs from the frames' feature vectors (frame_features) and blendshapes."""
+    n = len(fvec)
+    ok = np.isfinite(blend).all(axis=1) & np.isfinite(fvec).all(axis=1)
     blend = np.nan_to_num(blend)
-    feats = features(align(points))
+    feats = {k: fvec[:, j] for j, k in enumerate(FEATURES)}
     ref, calibration = reference(feats, blend, ok)
     d = {k: np.nan_to_num(v - ref[k]) for k, v in feats.items()}
     w = 1.0 if calibration.method == "neutral frames" else GEOMETRY_PRIOR_WEIGHT

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -334,13 +335,18 @@ def flow_stack(
     channels = stack_channels(layout, half)
     if len(flows) == 0:
         return np.full((channels, h, w), 128, np.uint8)
-    sel = flows[stack_indices(t, len(flows), stride, half)]  # 2*half x H x W x 2
+    return stack_layout(flows[stack_indices(t, len(flows), stride, half)], layout)
+
+
+def stack_layout(sel: np.ndarray, layout: str) -> np.ndarray:
+    """2*half x H x W x 2 selected flows -> the C x H x W record in `layout`."""
     if layout == "x":
         return np.ascontiguousarray(sel[..., 0])
     if layout == "y":
         return np.ascontiguousarray(sel[..., 1])
     # (k, H, W, 2) -> (k, 2, H, W) -> (2k, H, W): x_k, y_k interleaved
-    return np.ascontiguousarray(sel.transpose(0, 3, 1, 2).reshape(channels, h, w))
+    k, h, w = sel.shape[:3]
+    return np.ascontiguousarray(sel.transpose(0, 3, 1, 2).reshape(2 * k, h, w))
 
 
 # --------------------------------------------------------------------------- stream records
@@ -349,6 +355,69 @@ def flow_stack(
 def median_reference(crops: np.ndarray) -> np.ndarray:
     """The clip's median frame (S x S x 3 uint8): a per-clip neutral reference."""
     return np.median(np.asarray(crops), axis=0).round().astype(np.uint8)
+
+
+class StreamedMedian:
+    """median_reference without holding the clip: per-pixel histograms of the crops (S*S*3 x
+    256 counts, 16 MB for 72 px), fed one crop at a time; the same numbers as np.median."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        self.shape = shape
+        self.size = int(np.prod(shape))
+        self.counts = np.zeros((self.size, 256), np.int32)
+        self.rows = np.arange(self.size)
+        self.n = 0
+
+    def add(self, crop: np.ndarray) -> None:
+        self.counts[self.rows, crop.reshape(-1)] += 1
+        self.n += 1
+
+    def median(self) -> np.ndarray:
+        cum = self.counts.cumsum(axis=1)
+        lo = np.argmax(cum > (self.n - 1) // 2, axis=1)  # the two middle order statistics
+        hi = np.argmax(cum > self.n // 2, axis=1)
+        return ((lo + hi) / 2.0).round().astype(np.uint8).reshape(self.shape)
+
+
+def streamed_flow_records(crops, n: int, inp: StreamInput):
+    """(t, C x H x W record) of a flow stream for t = 0..n-1, in order, from the clip's n crops
+    given one at a time: the records ClipRecords makes, holding only the flows one stack spans
+    (2 * half * stride of them) and `stride` + 1 crops."""
+    s, half = inp.stride, inp.flow.half
+    n_flows = max(n - s, 0)
+    greys: deque = deque(maxlen=s + 1)
+    flows: dict[int, np.ndarray] = {}
+    t = 0
+    shape = None
+
+    def ready(t: int, have: int) -> bool:  # frame t's stack needs flows up to its last index
+        return n_flows > 0 and stack_indices(t, n_flows, s, half)[-1] < have
+
+    def record(t: int) -> np.ndarray:
+        idx = stack_indices(t, n_flows, s, half)
+        out = stack_layout(np.stack([flows[i] for i in idx]), inp.layout)
+        for i in [i for i in flows if i < idx[0] - s]:  # behind every later stack
+            del flows[i]
+        return out
+
+    for c, crop in enumerate(crops):
+        if c >= n:
+            break
+        shape = crop.shape[:2]
+        greys.append(_grey(np.ascontiguousarray(crop)))
+        j = c - s
+        if 0 <= j < n_flows:
+            flows[j] = encode_flow(farneback(greys[0], greys[-1], inp.flow), inp.flow.scale)
+            while t < n and ready(t, j + 1):
+                yield t, record(t)
+                t += 1
+    while t < n:
+        if n_flows == 0:  # a clip shorter than the stride: flow_stack's neutral stack
+            h, w = shape if shape is not None else (inp.faces.size, inp.faces.size)
+            yield t, np.full((stack_channels(inp.layout, half), h, w), 128, np.uint8)
+        else:
+            yield t, record(t)
+        t += 1
 
 
 def with_reference(frame: np.ndarray, median: np.ndarray) -> np.ndarray:

@@ -1,0 +1,89 @@
+"""Prediction in bounded memory: the streamed pieces give exactly what the in-memory ones give
+(the records a CNN stream scores, the median reference, the landmark features, the CSV), and
+the decoding pass keeps a small, fixed number of bytes per frame."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from facs.analysis import geometry
+from facs.analysis.predict import Prediction, Rows, decode_pass, predict
+from facs.analysis.table import result_csv
+from facs.preprocess.records import (
+    ClipRecords,
+    FlowParams,
+    StreamedMedian,
+    StreamInput,
+    median_reference,
+    streamed_flow_records,
+)
+from facs.video import open_media
+
+
+def _crops(n: int, seed: int = 0) -> np.ndarray:
+    """Smoothly moving textured crops (so that Farneback finds real flow)."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 255, (40, 40, 3)).astype(np.float32)
+    base = np.stack([np.convolve(r, np.ones(5) / 5, "same") for r in base.reshape(-1, 40)])
+    base = base.reshape(40, 40, 3)
+    return np.stack([np.roll(base, (t, 2 * t), axis=(0, 1)) for t in range(n)]).astype(np.uint8)
+
+
+@pytest.mark.parametrize(
+    "n, stride, layout", [(23, 1, "xy"), (23, 3, "x"), (4, 3, "y"), (2, 3, "xy"), (1, 1, "xy")]
+)
+def test_streamed_flow_records_are_clip_records(n, stride, layout):
+    crops = _crops(n)
+    inp = StreamInput("flow", stride=stride, layout=layout, flow=FlowParams())
+    want = ClipRecords(inp, crops)
+    got = list(streamed_flow_records(iter(crops), n, inp))
+    assert [t for t, _ in got] == list(range(n))
+    for t, rec in got:
+        np.testing.assert_array_equal(rec, want.record(t), err_msg=f"frame {t}")
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 40])
+def test_streamed_median_is_numpys(n):
+    crops = np.random.default_rng(n).integers(0, 256, (n, 6, 5, 3), dtype=np.uint8)
+    acc = StreamedMedian(crops.shape[1:])
+    for c in crops:
+        acc.add(c)
+    np.testing.assert_array_equal(acc.median(), median_reference(crops))
+
+
+def test_landmark_features_in_chunks_are_the_whole_videos():
+    rng = np.random.default_rng(1)
+    base = rng.uniform(100, 300, (68, 2))
+    pts = (base[None] + rng.normal(0, 3, (300, 68, 2))).round().astype(np.int16)
+    ok = rng.random(300) > 0.2
+    whole = np.full((300, 68, 2), np.nan, np.float32)
+    whole[ok] = pts[ok]
+    np.testing.assert_array_equal(
+        geometry.features_in_chunks(pts, ok, chunk=37), geometry.features_of_points(whole)
+    )
+
+
+def test_rows_grow():
+    r = Rows(3, np.float32)
+    for i in range(1000):
+        r.append(None if i % 7 == 0 else [i, i, i])
+    a = r.array()
+    assert a.shape == (1000, 3) and np.isnan(a[0]).all() and a[999, 2] == 999
+
+
+def test_the_decoding_pass_keeps_a_few_hundred_bytes_a_frame(examples_dir):
+    media = open_media(examples_dir / "single_face.mp4")
+    vp = decode_pass(media, {"mediapipe", "landmarks"}, None, lambda n: None)
+    arrays = [vp.face, vp.box, vp.confidence, vp.mesh_features, vp.blend, vp.dlib_points,
+              vp.dlib_found]  # fmt: skip
+    per_frame = sum(a.nbytes for a in arrays) / vp.frames
+    assert per_frame < 700, per_frame  # a mesh alone is 5.7 kB, dlib's points as float 1 kB
+    assert vp.face.sum() >= 60 and vp.dlib_found.sum() >= 60
+
+
+def test_streamed_csv_equals_the_json_results_csv(tmp_path, examples_dir):
+    pred = predict(examples_dir / "face_noface.mov", "face")
+    assert isinstance(pred, Prediction)
+    pred.write_csv(tmp_path / "a.csv", chunk=13)  # many chunks, one header
+    assert (tmp_path / "a.csv").read_text() == result_csv(pred.json())
