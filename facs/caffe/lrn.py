@@ -66,14 +66,38 @@ _KERNELS: dict[tuple, tuple] = {}  # (size, alpha, beta, k) -> (forward, backwar
 _LOCK = threading.Lock()
 
 
+# One compiled function per role, each its own code object (torch.compile keeps a bounded
+# cache of variants per code object: memory layout x grad mode x parameters stay well under it;
+# partials would all share one wrapper's cache and overflow it).
+def _forward_c(x: Tensor, size: int, alpha: float, beta: float, k: float):
+    return _forward(x, size=size, alpha=alpha, beta=beta, k=k)
+
+
+def _backward_c(x, y, scale, inv, dy, size: int, alpha: float, beta: float) -> Tensor:
+    return _backward(x, y, scale, inv, dy, size=size, alpha=alpha, beta=beta)
+
+
+def _output_c(x: Tensor, size: int, alpha: float, beta: float, k: float) -> Tensor:
+    return _output(x, size=size, alpha=alpha, beta=beta, k=k)
+
+
+_COMPILED: tuple | None = None
+
+
 def _compiled(size: int, alpha: float, beta: float, k: float):
     """(forward(x), backward(x, y, scale, inv, dy), output(x)) for these parameters, compiled
-    once each:
-    the parameters are constants of the compiled code; shapes and strides stay dynamic."""
-    fwd = torch.compile(partial(_forward, size=size, alpha=alpha, beta=beta, k=k), dynamic=True)
-    bwd = torch.compile(partial(_backward, size=size, alpha=alpha, beta=beta), dynamic=True)
-    out = torch.compile(partial(_output, size=size, alpha=alpha, beta=beta, k=k), dynamic=True)
-    return fwd, bwd, out
+    (once per process; shapes and strides stay dynamic)."""
+    global _COMPILED
+    if _COMPILED is None:
+        _COMPILED = tuple(
+            torch.compile(f, dynamic=True) for f in (_forward_c, _backward_c, _output_c)
+        )
+    fwd, bwd, out = _COMPILED
+    return (
+        lambda x: fwd(x, size, alpha, beta, k),
+        lambda x, y, scale, inv, dy: bwd(x, y, scale, inv, dy, size, alpha, beta),
+        lambda x: out(x, size, alpha, beta, k),
+    )
 
 
 def _eager(size: int, alpha: float, beta: float, k: float):
