@@ -261,11 +261,12 @@ def test_weights_fine_tuning_names_layers_left_at_fillers(work, capsys):
     assert np.array_equal(got["conv1"][0], blob_to_array(keep[0].blobs[0]))
 
 
-def test_ddp_two_processes_gloo_same_weights(work):
-    (work / "ddp.prototxt").write_text(solver_text(prefix="snap/ddp", max_iter=3, snapshot=None))
-    script = work / "ddp_run.py"
+def _rank_script(work: Path, name: str, prefix: str) -> Path:
+    """A training script for torchrun: solve, then save this rank's weights and losses as
+    {prefix}{rank}.npy and losses{rank}.npy in the folder given as its second argument."""
+    script = work / name
     script.write_text(
-        textwrap.dedent("""
+        textwrap.dedent(f"""
         import sys
         import numpy as np
         import torch
@@ -276,11 +277,17 @@ def test_ddp_two_processes_gloo_same_weights(work):
         solver.solve()
         rank = torch.distributed.get_rank()
         flat = torch.cat([b.param.detach().reshape(-1) for b in solver.blobs]).numpy()
-        np.save(f"{sys.argv[2]}/rank{rank}.npy", flat)
-        np.save(f"{sys.argv[2]}/losses{rank}.npy", np.array(solver.losses))
+        np.save(f"{{sys.argv[2]}}/{prefix}{{rank}}.npy", flat)
+        np.save(f"{{sys.argv[2]}}/losses{{rank}}.npy", np.array(solver.losses))
         torch.distributed.destroy_process_group()
         """)
     )
+    return script
+
+
+def test_ddp_two_processes_gloo_same_weights(work):
+    (work / "ddp.prototxt").write_text(solver_text(prefix="snap/ddp", max_iter=3, snapshot=None))
+    script = _rank_script(work, "ddp_run.py", "rank")
     env = dict(os.environ, OMP_NUM_THREADS="1")
     run = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
     cmd = [*run, "--master_port", "29533", str(script), str(work / "ddp.prototxt"), str(work)]
@@ -326,23 +333,7 @@ def test_ddp_two_nodes_on_loopback(work):
     each, node ranks 0 and 1) meeting at a c10d rendezvous on loopback, standing in for two
     machines; the ranks end with the same weights."""
     (work / "mn.prototxt").write_text(solver_text(prefix="snap/mn", max_iter=2, snapshot=None))
-    script = work / "mn_run.py"
-    script.write_text(
-        textwrap.dedent("""
-        import sys
-        import numpy as np
-        import torch
-        from facs.caffe.solver import Solver
-        from facs.caffe.train import _init_distributed
-        _init_distributed("cpu")
-        solver = Solver(sys.argv[1])
-        solver.solve()
-        rank = torch.distributed.get_rank()
-        flat = torch.cat([b.param.detach().reshape(-1) for b in solver.blobs]).numpy()
-        np.save(f"{sys.argv[2]}/mn{rank}.npy", flat)
-        torch.distributed.destroy_process_group()
-        """)
-    )
+    script = _rank_script(work, "mn_run.py", "mn")
     env = dict(os.environ, OMP_NUM_THREADS="1")
     procs = []
     for node in (0, 1):
