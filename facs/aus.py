@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import re
 
+# A (frame, label) cell the corpus did not code (BP4D's 9, CK+'s frames between neutral and
+# peak): -1 in every label matrix, label LMDB and scores file; the nets' loss_param
+# ignore_label, and skipped by every metric, threshold and fusion fit.
+UNKNOWN = -1
+
 AU_NAMES: dict[str, str] = {
     "1": "Inner Brow Raiser",
     "2": "Outer Brow Raiser",

@@ -6,6 +6,9 @@ sequences beside videos.
     frame_times(path) -> seconds of every frame, from the packets' timestamps
     open_media(path) -> Media: a video, one still image, or a folder of images in name order
 
+Wherever a video is accepted, a folder of images is too: its images, in natural name order
+(9.jpg before 10.jpg), are the frames (BP4D and CK+ store their sessions so), at SEQUENCE_FPS.
+
 OpenCV reads the frame count and fps from the container header. Some containers have no
 usable header: a browser's MediaRecorder writes live webm without duration, for which OpenCV
 reports a count of about -9e18 and fps 1000. In that case the frames are counted by decoding
@@ -15,6 +18,7 @@ them (PyAV) and the fps is taken from the packet timestamps.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,6 +113,10 @@ def probe(path: str | Path, exact: bool = False) -> VideoInfo:
     Raises FacsError naming the file when nothing decodes.
     """
     path = Path(path)
+    if path.is_dir():
+        files = _sequence(path)
+        h, w = read_image(files[0]).shape[:2]
+        return VideoInfo(fps=SEQUENCE_FPS, frames=len(files), width=w, height=h)
     _check_file(path)
     cap = _open_cv(path)
     fps = 0.0
@@ -168,6 +176,10 @@ def read_frames(path: str | Path, stride: int = 1) -> Iterator[np.ndarray]:
     if stride < 1:
         raise FacsError(f"stride must be >= 1, got {stride}")
     path = Path(path)
+    if path.is_dir():
+        for f in _sequence(path)[::stride]:
+            yield read_image(f)
+        return
     _check_file(path)
     got = False
     for frame in _read_cv(path, stride):
@@ -194,6 +206,8 @@ def frame_times(path: str | Path) -> np.ndarray:
     Where a container has no timestamps, times are index / fps.
     """
     path = Path(path)
+    if path.is_dir():
+        return np.arange(len(_sequence(path)), dtype=np.float64) / SEQUENCE_FPS
     _check_file(path)
     n, times, _, _ = _av_scan(path)
     if len(times) == n:
@@ -241,22 +255,30 @@ def read_image(path: str | Path) -> np.ndarray:
     return img
 
 
+def _natural_key(name: str) -> list:
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", name) if t]
+
+
 def image_files(folder: Path) -> list[Path]:
+    """The image files of a folder in natural name order (frame 9 before frame 10)."""
     return sorted(
-        (f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTS),
-        key=lambda f: f.name,
+        (f for f in Path(folder).iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTS),
+        key=lambda f: _natural_key(f.name),
     )
+
+
+def _sequence(folder: Path) -> list[Path]:
+    files = image_files(folder)
+    if not files:
+        raise FacsError(f"{folder}: folder holds no image files ({', '.join(sorted(IMAGE_EXTS))})")
+    return files
 
 
 def open_media(path: str | Path, fps: float | None = None) -> Media:
     """A video, a still (by its extension) or a folder of images as a frame sequence."""
     path = Path(path)
     if path.is_dir():
-        files = image_files(path)
-        if not files:
-            raise FacsError(
-                f"{path}: folder holds no image files ({', '.join(sorted(IMAGE_EXTS))})"
-            )
+        files = _sequence(path)
         h, w = read_image(files[0]).shape[:2]
         rate = fps or SEQUENCE_FPS
         return Media(path, "sequence", rate, len(files), w, h, tuple(files))

@@ -74,6 +74,6 @@ def report(request):
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     lines = config.stash.get(REPORT, [])
     if lines:
-        terminalreporter.section("numbers (real Caffe as the oracle)")
+        terminalreporter.section("numbers (real Caffe as the oracle; run times)")
         for line in sorted(lines):
             terminalreporter.write_line(line)

@@ -52,7 +52,7 @@ def test_markers_mode_marks_only_marker_frames():
     y = frame_labels(_clip(ev), ["1", "4"], "markers")
     assert _active(y, 0) == [2, 5, 14, 17]
     assert _active(y, 1) == [3, 7, 11, 15, 21]
-    assert y.dtype == np.uint8 and y.shape == (30, 2)
+    assert y.dtype == np.int8 and y.shape == (30, 2)
 
 
 def test_span_mode_covers_onset_to_offset():

@@ -455,7 +455,8 @@ class LearnedGeometry:
     def fit(
         cls, x: np.ndarray, y: np.ndarray, labels, c: float = 1.0, class_weight=None
     ) -> LearnedGeometry:
-        """x: N x len(INPUT_NAMES) from `learned_inputs` (per person), y: N x L in {0,1}."""
+        """x: N x len(INPUT_NAMES) from `learned_inputs` (per person), y: N x L in {0,1}, or
+        UNKNOWN (-1) for a cell not coded: each label is fitted on its coded frames."""
         from sklearn.linear_model import LogisticRegression
 
         ok = np.isfinite(x).all(axis=1)
@@ -465,13 +466,14 @@ class LearnedGeometry:
         coef = np.zeros((len(labels), x.shape[1]))
         icpt = np.zeros(len(labels))
         for j in range(len(labels)):
-            yj = y[:, j].astype(int)
-            if yj.min() == yj.max():  # never (or always) on: constant prior
-                pr = float(np.clip(yj.mean(), 1e-3, 1 - 1e-3))
+            coded = y[:, j] != -1  # facs.aus.UNKNOWN
+            yj = y[coded, j].astype(int)
+            if len(yj) == 0 or yj.min() == yj.max():  # never (or always) on: constant prior
+                pr = float(np.clip(yj.mean() if len(yj) else 0.0, 1e-3, 1 - 1e-3))
                 icpt[j] = np.log(pr / (1 - pr))
                 continue
             clf = LogisticRegression(C=c, class_weight=class_weight, max_iter=500)
-            clf.fit(xs, yj)
+            clf.fit(xs if coded.all() else xs[coded], yj)
             coef[j], icpt[j] = clf.coef_[0], clf.intercept_[0]
         return cls(labels, mean, scale, coef, icpt)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facs.datasets import disfa, mmi
+from facs.datasets import bp4d, ckplus, disfa, mmi
 from facs.datasets.mmi import Clip
 from facs.errors import FacsError
 from facs.fileio import read_json, write_json
@@ -81,15 +81,28 @@ def _check_unique_ids(clips: list[Clip], base: Path) -> None:
         seen[c.id] = c
 
 
-DATASETS = ("auto", "mmi", "disfa")
+DATASETS = ("auto", "mmi", "disfa", "bp4d", "ckplus")
+READERS = {"disfa": disfa, "bp4d": bp4d, "ckplus": ckplus}
+WHAT = {
+    "disfa": f"{disfa.LABELS_DIR}/: no subject with label files",
+    "bp4d": f"{bp4d.CODING_DIR}/: no <subject>_<task>.csv coding",
+    "ckplus": f"{ckplus.FACS_DIR}/: no session with a *_facs.txt coding",
+}
 
 
 def detect_dataset(root: str | Path) -> str:
-    """'disfa' for a tree with ActionUnit_Labels/, else 'mmi' (whose reader reports a missing
-    Sessions/ folder)."""
+    """The layout of a data root: disfa (ActionUnit_Labels/), bp4d (AUCoding/AU_OCC/), ckplus
+    (cohn-kanade-images/), else mmi (whose reader reports a missing Sessions/ folder)."""
     root = Path(root)
-    if not (root / "Sessions").is_dir() and root.name != "Sessions" and disfa.is_disfa(root):
-        return "disfa"
+    if (root / "Sessions").is_dir() or root.name == "Sessions":
+        return "mmi"
+    for name, is_layout in (
+        ("disfa", disfa.is_disfa),
+        ("bp4d", bp4d.is_bp4d),
+        ("ckplus", ckplus.is_ckplus),
+    ):
+        if is_layout(root):
+            return name
     return "mmi"
 
 
@@ -101,7 +114,8 @@ def build_index(
     dataset: str = "auto",
     camera: str = "left",
 ) -> Index:
-    """Read a corpus into an Index (MMI Sessions/ tree, or DISFA with `dataset='disfa'`)."""
+    """Read a corpus into an Index: MMI's Sessions/ tree, DISFA, BP4D or CK+ (`dataset`, or
+    detected from the layout with 'auto')."""
     if mode not in mmi.LABEL_MODES:
         raise FacsError(f"--mode {mode!r}: expected one of {', '.join(mmi.LABEL_MODES)}")
     if dataset not in DATASETS:
@@ -109,11 +123,15 @@ def build_index(
     if dataset == "auto":
         dataset = detect_dataset(root)
     skipped: list[mmi.Skipped] = []
-    if dataset == "disfa":
+    if dataset in READERS:
         base = Path(root).resolve()
-        clips = disfa.scan(base, camera, progress=progress, skip_bad=skip_bad, skipped=skipped)
+        extra = {"camera": camera} if dataset == "disfa" else {}
+        clips = READERS[dataset].scan(
+            base, progress=progress, skip_bad=skip_bad, skipped=skipped, **extra
+        )
         if not clips:
-            raise FacsError(f"{base / disfa.LABELS_DIR}: no subject with label files")
+            where, what = WHAT[dataset].split(": ", 1)
+            raise FacsError(f"{base / where}: {what}")
     else:
         clips = mmi.scan(root, progress=progress, skip_bad=skip_bad, skipped=skipped)
         if not clips:
@@ -161,14 +179,28 @@ def summary(index: Index) -> str:
         f"{len(index.clips)} clips, {len(index.subjects)} subjects, {len(index.labels)} labels, "
         f"{index.frames} frames ({index.label_mode} mode)"
     )
+    unknown = unknown_cells(index)
+    if unknown:
+        cells = index.frames * len(index.labels)
+        line += f"; {unknown} of {cells} (frame, label) cells not coded (unknown)"
     if index.skipped:
         line += f"; {len(index.skipped)} clips skipped"
     return line
 
 
+def unknown_cells(index: Index) -> int:
+    """How many (frame, label) cells the corpus did not code (0 for MMI and DISFA)."""
+    return sum(
+        int((index.frame_labels(c) == mmi.UNKNOWN).sum()) for c in index.clips if c.has_unknown
+    )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "data", metavar="DATA", help="data root holding Sessions/ (MMI layout) or a DISFA copy"
+        "data",
+        metavar="DATA",
+        help="data root of MMI (Sessions/), DISFA (ActionUnit_Labels/), BP4D (AUCoding/) "
+        "or CK+ (cohn-kanade-images/, FACS/)",
     )
     parser.add_argument(
         "-o", "--output", default="work/quick/index.json", help="index file to write"
@@ -185,10 +217,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="leave out clips with bad files (listed in the index) instead of stopping",
     )
     parser.add_argument(
+        "--format",
         "--dataset",
+        dest="dataset",
         choices=DATASETS,
         default="auto",
-        help="corpus layout: mmi (Sessions/), disfa (ActionUnit_Labels/); auto detects",
+        help="corpus layout (default auto: detected from the folders)",
     )
     parser.add_argument(
         "--camera", choices=("left", "right"), default="left", help="DISFA camera (default left)"

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facs.aus import normalize_code, sort_codes
+from facs.aus import UNKNOWN, normalize_code, sort_codes
 from facs.errors import FacsError
 from facs.fileio import quiet_native_stderr
 from facs.video import probe
@@ -45,11 +45,20 @@ NO_OAO = "no per-frame annotation (-oao_aucs.xml)"
 NO_MARKERS = "no per-frame annotation (AUs listed without markers)"
 
 Event = tuple[int | None, int | None, int | None]  # (onset, apex, offset), 0-based
+Span = tuple[int, int]  # inclusive frame range, 0-based
+ALL = "*"  # key of `Clip.unknown` for frames where no label is coded
 
 
 @dataclass
 class Clip:
-    """One annotated clip. `video` and `xml` are paths relative to the data root (posix)."""
+    """One annotated clip. `video` and `xml` are paths relative to the data root (posix).
+
+    `video` may be a folder of images (BP4D, CK+ sequences). What the coding does not cover
+    (docs/formats.md §2): `coded` lists the labels the clip's coding covers (None: every label,
+    MMI's convention that an AU the OAO file does not list is absent); `unknown` maps a code
+    (or "*": every label) to inclusive frame spans that were not coded (BP4D's 9, CK+'s frames
+    between the neutral first and the peak last).
+    """
 
     id: str
     session: str
@@ -61,11 +70,24 @@ class Clip:
     width: int
     height: int
     events: dict[str, list[Event]] = field(default_factory=dict)
+    coded: list[str] | None = None
+    unknown: dict[str, list[Span]] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         d = asdict(self)
         d["events"] = {code: [list(e) for e in evs] for code, evs in self.events.items()}
+        # Fully coded clips (MMI, DISFA, the drawn corpus) keep the index format they had.
+        if self.coded is None:
+            del d["coded"]
+        if self.unknown:
+            d["unknown"] = {code: [list(s) for s in spans] for code, spans in self.unknown.items()}
+        else:
+            del d["unknown"]
         return d
+
+    @property
+    def has_unknown(self) -> bool:
+        return self.coded is not None or any(self.unknown.values())
 
     @classmethod
     def from_json(cls, d: dict) -> Clip:
@@ -74,6 +96,11 @@ class Clip:
             str(code): [tuple(e) for e in evs] for code, evs in d.get("events", {}).items()
         }
         d["session"], d["subject"] = str(d["session"]), str(d["subject"])
+        d.setdefault("coded", None)
+        d["unknown"] = {
+            str(code): [(int(a), int(b)) for a, b in spans]
+            for code, spans in d.get("unknown", {}).items()
+        }
         return cls(**{k: d[k] for k in cls.__dataclass_fields__})
 
 
@@ -361,7 +388,8 @@ def event_spans(events: list[Event], frames: int) -> list[tuple[int, int]]:
 
 
 def frame_labels(clip: Clip, labels: list[str], mode: str = "span") -> np.ndarray:
-    """frames x len(labels) uint8 matrix: 1 where the label is active.
+    """frames x len(labels) int8 matrix: 1 where the label is active, 0 where it is not,
+    UNKNOWN (-1) where the clip's coding does not say (never in MMI or the drawn corpus).
 
     `span`: every frame from onset to offset (rules for missing markers above).
     `markers`: only the annotated marker frames (as the original work labelled them).
@@ -369,7 +397,7 @@ def frame_labels(clip: Clip, labels: list[str], mode: str = "span") -> np.ndarra
     """
     if mode not in LABEL_MODES:
         raise FacsError(f"label mode {mode!r}: expected one of {', '.join(LABEL_MODES)}")
-    y = np.zeros((clip.frames, len(labels)), dtype=np.uint8)
+    y = np.zeros((clip.frames, len(labels)), dtype=np.int8)
     for j, code in enumerate(labels):
         events = clip.events.get(code) or []
         if mode == "markers":
@@ -380,4 +408,26 @@ def frame_labels(clip: Clip, labels: list[str], mode: str = "span") -> np.ndarra
         else:
             for start, end in event_spans(events, clip.frames):
                 y[start : end + 1, j] = 1
+    if clip.has_unknown:
+        _mark_unknown(y, clip, labels)
     return y
+
+
+def _mark_unknown(y: np.ndarray, clip: Clip, labels: list[str]) -> None:
+    for j, code in enumerate(labels):
+        if clip.coded is not None and code not in clip.coded:
+            y[:, j] = UNKNOWN
+    for code, spans in clip.unknown.items():
+        cols = slice(None) if code == ALL else [j for j, c in enumerate(labels) if c == code]
+        for start, end in spans:
+            y[max(start, 0) : end + 1, cols] = UNKNOWN
+
+
+def known(y: np.ndarray) -> np.ndarray:
+    """Boolean mask of the coded cells of a label matrix."""
+    return np.asarray(y) != UNKNOWN
+
+
+def positive(y: np.ndarray) -> np.ndarray:
+    """uint8 0/1 matrix: 1 where a label is known to be active (unknown cells count as 0)."""
+    return (np.asarray(y) == 1).astype(np.uint8)

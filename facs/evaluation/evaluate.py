@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from facs.analysis.model import read_model, write_model
+from facs.aus import UNKNOWN
 from facs.errors import FacsError
 from facs.evaluation.figures import TITLES, write_figures
 from facs.evaluation.metrics import SUMMARY_KEYS, evaluate_scores, frequency_baseline
@@ -97,7 +98,10 @@ def evaluate_config(work: Path, config: str, threshold_method: str = "f1") -> di
         result["baseline"] = {
             "fixed": evaluate_scores(y, frequency_baseline(prev[None], len(y)), labels, 0.5)
         }
-    result["test_support"] = {c: int(v) for c, v in zip(labels, y.sum(0), strict=True)}
+    result["test_support"] = {c: int(v) for c, v in zip(labels, (y == 1).sum(0), strict=True)}
+    if (y == UNKNOWN).any():  # cells the corpus did not code (BP4D's 9, CK+ between frames)
+        unknown = (y == UNKNOWN).sum(0)
+        result["test_unknown"] = {c: int(v) for c, v in zip(labels, unknown, strict=True)}
     if prev is not None:
         result["train_prevalence"] = {
             c: round(float(v), 6) for c, v in zip(labels, prev, strict=True)

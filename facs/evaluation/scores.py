@@ -5,7 +5,7 @@
 
     keys        (N,)    record keys (facs.preprocess.workdir.record_key), record order
     probs       (N, L)  float32 probabilities (NaN: the stream has no opinion on the label)
-    labels      (N, L)  uint8 ground truth
+    labels      (N, L)  int8 ground truth: 1, 0, or -1 where the corpus did not code the cell
     label_names (L,)    AU codes
     subjects    (N,)    subject of each record (optional)
 """
@@ -49,7 +49,7 @@ def save_scores(path: str | Path, scores: Scores) -> Path:
             tmp,
             keys=np.asarray(scores.keys, dtype=str),
             probs=np.asarray(scores.probs, np.float32),
-            labels=np.asarray(scores.labels, np.uint8),
+            labels=np.asarray(scores.labels, np.int8),
             label_names=np.asarray(scores.label_names, dtype=str),
             **extra,
         )
@@ -66,7 +66,7 @@ def load_scores(path: str | Path) -> Scores:
         scores = Scores(
             keys=[str(k) for k in d["keys"]],
             probs=np.asarray(d["probs"], np.float32),
-            labels=np.asarray(d["labels"]),
+            labels=np.asarray(d["labels"]).astype(np.int8),  # older files: uint8 0/1
             label_names=[str(x) for x in d["label_names"]],
             subjects=d.get("subjects"),
         )

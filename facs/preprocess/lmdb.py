@@ -4,15 +4,17 @@ For each configuration named in the profile's `lmdb.configs` (e.g. `faithful`, `
 part of WORK/split.json (train, val, test) and each stream (spatial, flow) it writes
 
     WORK/lmdb/<config>/<part>_<stream>/          data LMDB   (Datum, C x H x W uint8)
-    WORK/lmdb/<config>/<part>_<stream>_labels/   label LMDB  (Datum float_data, L x 1 x 1)
+    WORK/lmdb/<config>/<part>_<stream>_labels/   label LMDB  (Datum float_data, L x 1 x 1;
+                                                  1, 0, or -1 = not coded: the nets' ignore_label)
     WORK/lmdb/<config>/<part>_<stream>.json      manifest, written last (= the pair is complete)
     WORK/lmdb/<config>/<stream>_mean.binaryproto per-channel means of the train part
 
 Records: frames 0, s, 2s, ... of every clip with a face (s = train_/eval_frame_stride; with
-`frames: labelled` only frames with a positive label), made by facs.preprocess.records from the
-clip's crops and flows (the definition prediction uses too). Train spatial records get
-bootstrapped copies (facs.preprocess.augment); flow records never do. A config may set a stream
-to null (e.g. `"spatial": null`) to build only the other one.
+`frames: labelled` only frames with a positive label; where a corpus leaves cells uncoded, the
+stride runs over the frames with a coded cell, and the last of them is always kept), made by
+facs.preprocess.records from the clip's crops and flows (the definition prediction uses too).
+Train spatial records get bootstrapped copies (facs.preprocess.augment); flow records never
+do. A config may set a stream to null (e.g. `"spatial": null`) to build only the other one.
 
 Order: train databases are shuffled with a seeded permutation (Caffe's Data layer reads
 sequentially); val/test are in (clip, frame) order, and the spatial and flow databases of one
@@ -33,6 +35,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from facs.aus import UNKNOWN
 from facs.caffe.lmdb import LmdbWriter, array_to_datum, labels_to_datum
 from facs.datasets.index import Index, load_index
 from facs.datasets.split import load_split
@@ -70,11 +73,24 @@ def plan_records(work: Path, index: Index, clips: list, opts: dict, part: str) -
         y = index.frame_labels(clip, opts["label_mode"])
         # the video decoded to n frames; the header may have promised more or fewer
         y = y[:n] if len(y) >= n else np.pad(y, ((0, n - len(y)), (0, 0)))
-        for t in range(0, n, stride):
-            if opts["frames"] == "labelled" and not y[t].any():
+        for t in _frames(y, stride, clip.has_unknown):
+            if opts["frames"] == "labelled" and not (y[t] == 1).any():
                 continue
             out.append((clip.id, t, y[t]))
     return out
+
+
+def _frames(y: np.ndarray, stride: int, partly_coded: bool) -> list[int]:
+    """Frames 0, s, 2s, ... of a clip. Where the coding leaves cells unknown, frames with no
+    coded cell carry nothing to learn or score and are left out, the stride runs over the
+    coded frames, and the last coded frame is always kept (CK+ codes only its peak, the last)."""
+    if not partly_coded:
+        return list(range(0, len(y), stride))
+    coded = np.flatnonzero((y != UNKNOWN).any(axis=1)).tolist()
+    picked = coded[::stride]
+    if coded and picked[-1] != coded[-1]:
+        picked.append(coded[-1])
+    return picked
 
 
 def _job_fingerprint(job: dict, plan: Plan) -> str:
@@ -147,7 +163,12 @@ def _manifest(job: dict, name: str, plan: Plan, recs: list, fp: str) -> dict:
         "crop": job["opts"].get("crop"),
         "labels": job["labels"],
         "label_mode": job["opts"]["label_mode"],
-        "positives": ys.sum(axis=0).astype(int).tolist(),
+        "positives": (ys == 1).sum(axis=0).astype(int).tolist(),
+        **(
+            {"unknown": (ys == UNKNOWN).sum(axis=0).astype(int).tolist()}
+            if (ys == UNKNOWN).any()
+            else {}
+        ),
         "mean": f"{job['stream']}_mean.binaryproto",
         "shuffled": job["part"] == "train",
         "seed": job["seed"],

@@ -30,6 +30,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold, KFold
 from sklearn.svm import LinearSVC
 
+from facs.aus import UNKNOWN
 from facs.errors import FacsError
 from facs.evaluation.metrics import evaluate_scores
 
@@ -214,9 +215,10 @@ def _fit_learned(scores, y, streams, method, weights, seed=0, frames=None, clips
         x = context_features(scores, streams)
     coefs, intercepts = [], []
     for j in range(y.shape[1]):
-        col = y[:, j].astype(int)
+        coded = y[:, j] != UNKNOWN  # each label is fitted on the frames that code it
+        col = y[coded, j].astype(int)
         if 0 < col.sum() < len(col):
-            c, b = _fit_linear(x, col, method, seed)
+            c, b = _fit_linear(x if coded.all() else x[coded], col, method, seed)
             coefs.append([round(v, 8) for v in c])
             intercepts.append(round(b, 8))
         else:
@@ -286,7 +288,7 @@ def fit_fusion(
     not win by fitting the frames they are judged on; thresholds calibrated afterwards should
     use these out-of-fold predictions for the same reason."""
     streams = sorted(val_scores, key=lambda s: (s != "spatial", s))
-    y = np.asarray(val_labels).astype(np.uint8)
+    y = np.asarray(val_labels).astype(np.int8)  # 1, 0, UNKNOWN
     partial = [s for s in streams if not np.isfinite(val_scores[s]).all()]
     if partial:
         raise FacsError(

@@ -90,7 +90,7 @@ def part_scores(
         labels.append(index.frame_labels(c))
     if not clips:
         empty = np.zeros((0, len(index.labels)), np.float32)
-        return keys, empty, empty.astype(np.uint8)
+        return keys, empty, empty.astype(np.int8)
     return keys, np.concatenate(probs), np.concatenate(labels)
 
 

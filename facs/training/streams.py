@@ -33,6 +33,7 @@ from google.protobuf import text_format
 from tqdm import tqdm
 
 from facs.analysis.model import StreamSpec, read_stream, write_stream
+from facs.aus import UNKNOWN
 from facs.caffe import caffe_pb2
 from facs.caffe.deploy import DeployNet, score_lmdb
 from facs.caffe.io import write_prototxt
@@ -142,6 +143,23 @@ def render_nets(
     return net, solver, deploy, crop
 
 
+def _check_ignore_label(net, settings: dict, lmdbs: dict[str, LmdbPair]) -> None:
+    """Labels with uncoded cells (-1) need loss layers that ignore them: a plain
+    SigmoidCrossEntropyLoss would read -1 as a target and learn from it."""
+    unknown = [p for p, pair in lmdbs.items() if any(pair.manifest.get("unknown", []))]
+    if not unknown:
+        return
+    for la in net.layer:
+        if la.type.endswith("Loss") and not (
+            la.loss_param.HasField("ignore_label") and la.loss_param.ignore_label == UNKNOWN
+        ):
+            raise FacsError(
+                f"{settings['train_val']}: loss layer '{la.name}' needs "
+                f"loss_param {{ ignore_label: {UNKNOWN} }}: the {', '.join(unknown)} labels "
+                "hold cells the corpus did not code (-1)"
+            )
+
+
 def train_one(
     settings: dict,
     out: Path,
@@ -159,6 +177,7 @@ def train_one(
     net, solver, deploy, crop = render_nets(
         settings, out, lmdbs, num_output, column, n_labels, seed
     )
+    _check_ignore_label(net, settings, lmdbs)
     fingerprint = _fingerprint((net, solver, deploy), lmdbs, init_weights, seed, device)
     if (out / "stream.json").is_file() and (out / "weights.caffemodel").is_file():
         old = read_stream(out)
@@ -262,7 +281,9 @@ def pretrained(settings: dict) -> Path | None:
 
 
 def _prevalence(work: Path, config: str, labels: list[str], y: np.ndarray) -> None:
-    prev = {c: round(float(v), 6) for c, v in zip(labels, (y > 0.5).mean(0), strict=True)}
+    coded = y != UNKNOWN
+    rate = (y > 0.5).sum(0) / np.maximum(coded.sum(0), 1) if not coded.all() else (y > 0.5).mean(0)
+    prev = {c: round(float(v), 6) for c, v in zip(labels, rate, strict=True)}
     write_json(
         scores_dir(work, config) / "train_prevalence.json",
         {"records": int(len(y)), "prevalence": prev},
@@ -286,7 +307,7 @@ def _train_net_stream(ctx: dict, stream: str) -> Path:
     for part in ("val", "test"):
         pair = ctx["lmdbs"][part]
         keys, (probs,) = score_cached([out], pair, part)
-        y = read_labels(pair.labels).astype(np.uint8)
+        y = read_labels(pair.labels).astype(np.int8)
         scores = Scores(keys, probs, y, ctx["labels"], key_subjects(keys, ctx["index"]))
         save_scores(scores_dir(ctx["work"], ctx["config"]) / f"{stream}_{part}.npz", scores)
     return out
@@ -295,10 +316,10 @@ def _train_net_stream(ctx: dict, stream: str) -> Path:
 def _train_onevsall(ctx: dict, ytrain: np.ndarray) -> Path:
     """(ii) one 2-way net per label that occurs in the training frames."""
     labels, settings, mdir = ctx["labels"], ctx["settings"], ctx["mdir"]
-    present = [j for j in range(len(labels)) if ytrain[:, j].sum() > 0]
+    present = [j for j in range(len(labels)) if (ytrain[:, j] == 1).any()]
     if settings.get("labels"):
         # A cap for quick runs and tests: the N most frequent labels (ties: label order).
-        keep = sorted(present, key=lambda j: -ytrain[:, j].sum())[: int(settings["labels"])]
+        keep = sorted(present, key=lambda j: -(ytrain[:, j] == 1).sum())[: int(settings["labels"])]
         present = sorted(keep)
     init = pretrained(settings)
     if settings.get("init_from"):
@@ -324,7 +345,7 @@ def _train_onevsall(ctx: dict, ytrain: np.ndarray) -> Path:
     for part in ("val", "test"):
         pair = ctx["lmdbs"][part]
         keys, probs = score_cached(folders, pair, part)
-        y = read_labels(pair.labels).astype(np.uint8)[:, present]
+        y = read_labels(pair.labels).astype(np.int8)[:, present]
         scores = Scores(
             keys,
             np.stack([p[:, 0] for p in probs], axis=1),

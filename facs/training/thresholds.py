@@ -12,6 +12,7 @@ import numpy as np
 from sklearn.metrics import precision_recall_curve, roc_curve
 from sklearn.model_selection import GroupKFold, KFold
 
+from facs.aus import UNKNOWN
 from facs.evaluation.metrics import evaluate_scores
 
 METHODS = ("fixed", "f1", "youden")
@@ -34,8 +35,9 @@ def _youden_threshold(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def calibrate(y_true: np.ndarray, probs: np.ndarray, method: str = "f1") -> np.ndarray:
-    """Per-label thresholds (length L) from validation labels and scores."""
-    y_true = np.asarray(y_true).astype(np.uint8)
+    """Per-label thresholds (length L) from validation labels and scores (each label on its
+    coded frames)."""
+    y_true = np.asarray(y_true).astype(np.int8)
     probs = np.asarray(probs, dtype=np.float64)
     L = y_true.shape[1]
     out = np.full(L, 0.5)
@@ -44,7 +46,8 @@ def calibrate(y_true: np.ndarray, probs: np.ndarray, method: str = "f1") -> np.n
     if method not in METHODS:
         raise ValueError(f"unknown threshold method {method!r}; choose from {METHODS}")
     for j in range(L):
-        y, p = y_true[:, j], probs[:, j]
+        coded = y_true[:, j] != UNKNOWN
+        y, p = y_true[coded, j], probs[coded, j]
         if 0 < y.sum() < len(y):
             t = _f1_threshold(y, p) if method == "f1" else _youden_threshold(y, p)
             out[j] = float(np.clip(t, 0.01, 0.99))
@@ -64,7 +67,7 @@ def choose(
     """Pick the threshold method by cross-validation over validation subjects (`groups`):
     calibrate on the other subjects, score macro F1 on the held-out ones. Returns the method,
     its thresholds fitted on all validation frames, and each method's cross-validated F1."""
-    y_true = np.asarray(y_true).astype(np.uint8)
+    y_true = np.asarray(y_true).astype(np.int8)
     probs = np.asarray(probs, dtype=np.float64)
     n, n_labels = y_true.shape
     names = [str(j) for j in range(n_labels)]

@@ -1,0 +1,78 @@
+"""The drawn corpus in DISFA's, BP4D's and CK+'s own on-disk formats (facs synth --layout), run
+through the real stages: index -> split -> faces -> flow -> LMDB -> a few SGD iterations of
+both streams -> fusion -> evaluation. Cells a corpus did not code (BP4D's 9, CK+'s frames
+between neutral and peak) are reported as unknown and left out of every support count."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+from test_pipeline import _tiny_profile
+
+from facs.caffe.lmdb import read_labels
+from facs.cli import main
+from facs.datasets.index import load_index
+
+SIZES = {"disfa": (6, 1), "bp4d": (6, 1), "ckplus": (8, 2)}  # subjects, clips per subject
+
+
+def _cli(*args: str) -> None:
+    assert main(list(args)) == 0, args
+
+
+@pytest.mark.parametrize("layout", ["disfa", "bp4d", "ckplus"])
+def test_layout_end_to_end(layout, tmp_path, capsys, report):
+    start = time.perf_counter()
+    data, work, models = tmp_path / layout, tmp_path / "work", tmp_path / "models"
+    subjects, clips = SIZES[layout]
+    _cli("synth", str(data), "--layout", layout, "--subjects", str(subjects),
+         "--clips-per-subject", str(clips), "--workers", "2")  # fmt: skip
+    profile = str(_tiny_profile(tmp_path))
+    common = ["--profile", profile, "--work", str(work)]
+    _cli("index", str(data), "-o", str(work / "index.json"), "--quiet")
+    said = capsys.readouterr().out
+    index = load_index(work / "index.json")
+    assert index.dataset == layout
+    unknown = sum(int((index.frame_labels(c) == -1).sum()) for c in index.clips)
+    if layout == "disfa":
+        assert unknown == 0 and "not coded" not in said
+    else:
+        assert unknown > 0 and f"{unknown} of" in said and "not coded (unknown)" in said
+    _cli("split", str(work / "index.json"), "-o", str(work / "split.json"),
+         "--val", "0.25", "--test", "0.25")  # fmt: skip
+    _cli("faces", *common, "--workers", "2")
+    _cli("flow", *common, "--workers", "2")
+    _cli("lmdb", *common, "--workers", "2", "--config", "best")
+    for stream in ("spatial", "flow"):
+        _cli("train-stream", *common, "--config", "best", "--stream", stream,
+             "--models", str(models))  # fmt: skip
+    _cli("fuse", *common, "--config", "best", "--streams", "spatial,flow",
+         "--models", str(models))  # fmt: skip
+    _cli("evaluate", *common, "--models", str(models), "--config", "best")
+    seconds = time.perf_counter() - start
+
+    manifest = json.loads((work / "lmdb/best/test_spatial.json").read_text())
+    y = read_labels(work / "lmdb/best/test_spatial_labels")
+    metrics = json.loads((work / "report/best/metrics.json").read_text())
+    labels = metrics["labels"]
+    # support counts only coded positives; the unknown cells are reported beside them
+    assert metrics["test_support"] == {
+        c: int((y[:, manifest["labels"].index(c)] == 1).sum()) for c in labels
+    }
+    fused = metrics["streams"]["fused"]["fixed"]["per_label"]
+    if layout == "bp4d":  # the 9 cells reach the label LMDB as -1 and are counted apart
+        assert (y == -1).any() and sum(metrics["test_unknown"].values()) == int((y == -1).sum())
+        for j, c in enumerate(labels):
+            assert fused[c]["unknown"] == metrics["test_unknown"][c]
+            assert fused[c]["support"] == int((y[:, j] == 1).sum())
+    else:  # DISFA codes every frame; CK+'s records are its coded frames only
+        assert "test_unknown" not in metrics and (y >= 0).all()
+    if layout == "ckplus":  # the neutral first and the peak last frame of each session
+        frames = [r[1] for r in manifest["records"]]
+        assert len(frames) == 2 * len(manifest["clips"]) and 0 in frames
+        assert all(y[frames.index(0) :: 2].max(axis=1) == 0)  # neutral: every label absent
+    report(f"layout {layout}: {subjects}x{clips} clips, index to evaluation in {seconds:.0f} s")
+    assert np.isfinite(metrics["streams"]["fused"]["fixed"]["summary"]["hamming_loss"])
