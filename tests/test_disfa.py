@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from mmi_helpers import facs_cli, write_avi
 
 from facs.datasets import disfa
 from facs.datasets.index import build_index, load_index
-from facs.datasets.mmi import Clip, frame_labels
+from facs.datasets.mmi import Clip, frame_intensity, frame_labels
 from facs.datasets.runs import runs_to_events
 from facs.errors import FacsError
 
@@ -76,3 +77,52 @@ def test_disfa_bad_input(tmp_path):
     bad.write_text("1,0\n2,x\n")
     with pytest.raises(FacsError, match="line 2: expected 'frame,intensity'"):
         disfa.read_au_file(bad)
+
+
+def test_disfa_numbering_threshold_and_intensity(tmp_path):
+    """DISFA numbers frames from 1; a 0-based copy reads the same. The cut is an option of the
+    index, and the 0-5 intensities are kept beside the binary labels."""
+    one = tmp_path / "one.txt"
+    one.write_text("".join(f"{i + 1},{v}\n" for i, v in enumerate(AU12)))
+    zero = tmp_path / "zero.txt"
+    zero.write_text("".join(f"{i},{v}\n" for i, v in enumerate(AU12)))
+    assert disfa.read_au_file(one, 24).tolist() == disfa.read_au_file(zero, 24).tolist() == AU12
+    with pytest.raises(FacsError, match=r"zero.txt: line 25: frame 24 is beyond .* from 0"):
+        zero.write_text(zero.read_text() + "24,1\n")
+        disfa.read_au_file(zero, 24)
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1,2.5\n")
+    with pytest.raises(FacsError, match=r"bad.txt: line 1: intensity 2.5 \(expected 0..5\)"):
+        disfa.read_au_file(bad)
+
+    root = _disfa_tree(tmp_path / "d", {"SN001": {"12": AU12}})
+    out = tmp_path / "i.json"
+    res = facs_cli("index", root, "-o", out, "--threshold", "3")
+    assert res.returncode == 0, res.stderr
+    index = load_index(out)
+    assert index.options == {"camera": "left", "positive_intensity": 3}
+    c = index.clips[0]
+    assert np.flatnonzero(index.frame_labels(c)[:, 0]).tolist() == [4, 5, 6]  # intensity >= 3
+    assert frame_intensity(c, ["12"])[:, 0].tolist() == AU12  # kept through the JSON
+
+
+def test_unknown_layouts_bad_input_is_one_line(tmp_path):
+    """A BP4D coding without its frame column and a CK+ session without images: exit 2, one
+    line naming the file."""
+    csv = tmp_path / "b" / "AUCoding" / "AU_OCC" / "F001_T1.csv"
+    csv.parent.mkdir(parents=True)
+    csv.write_text("1,2,12\n0,1,9\n1,0,0\n")
+    seq = tmp_path / "b" / "Sequences" / "F001" / "T1"
+    seq.mkdir(parents=True)
+    cv2.imwrite(str(seq / "1.jpg"), np.zeros((12, 16, 3), np.uint8))
+    res = facs_cli("index", tmp_path / "b", "-o", tmp_path / "i.json")
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
+    assert "F001_T1.csv" in res.stderr and "frame column" in res.stderr
+    facs = tmp_path / "c" / "FACS" / "S005" / "001" / "S005_001_00000011_facs.txt"
+    facs.parent.mkdir(parents=True)
+    facs.write_text("   1.0000000e+00   3.0000000e+00\n")
+    (tmp_path / "c" / "cohn-kanade-images" / "S005" / "001").mkdir(parents=True)
+    res = facs_cli("index", tmp_path / "c", "-o", tmp_path / "j.json", "--format", "ckplus")
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
+    assert "S005_001_00000011_facs.txt" in res.stderr or "S005/001" in res.stderr
+    assert not (tmp_path / "i.json").exists() and not (tmp_path / "j.json").exists()

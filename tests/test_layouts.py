@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -76,3 +77,46 @@ def test_layout_end_to_end(layout, tmp_path, capsys, report):
         assert all(y[frames.index(0) :: 2].max(axis=1) == 0)  # neutral: every label absent
     report(f"layout {layout}: {subjects}x{clips} clips, index to evaluation in {seconds:.0f} s")
     assert np.isfinite(metrics["streams"]["fused"]["fixed"]["summary"]["hamming_loss"])
+
+
+def test_bp4d_protocol_folds_and_papers_table(tmp_path, capsys):
+    """facs split --protocol bp4d puts the published folds in split.json; kfold aggregate of
+    the folds writes the papers' table (F1 per AU, Avg.) with the anchors and the line that
+    they are not this run's."""
+    data, work, models = tmp_path / "bp4d", tmp_path / "work", tmp_path / "models"
+    _cli("synth", str(data), "--layout", "bp4d", "--subjects", "6", "--clips-per-subject", "1",
+         "--workers", "2")  # fmt: skip
+    profile = str(_tiny_profile(tmp_path))
+    _cli("index", str(data), "-o", str(work / "index.json"), "--quiet")
+    _cli("split", str(work / "index.json"), "-o", str(work / "split.json"), "--protocol", "bp4d")
+    split = json.loads((work / "split.json").read_text())
+    # fold 1 tests on the published part 3, fold 3 on part 1 (F001, M001, F002 of the six)
+    assert split["protocol"] == "bp4d"
+    assert split["folds"] == [["M003"], ["F003", "M002"], ["F001", "F002", "M001"]]
+    for stage in ("faces", "flow"):
+        _cli(stage, "--profile", profile, "--work", str(work), "--workers", "2")
+    capsys.readouterr()
+    _cli("kfold", "prepare", "--work", str(work))
+    folds = [Path(p) for p in capsys.readouterr().out.split()]
+    assert [p.name for p in folds] == ["work-fold0", "work-fold1", "work-fold2"]
+    for wk in folds:
+        common = ["--profile", profile, "--work", str(wk)]
+        _cli("lmdb", *common, "--config", "best")
+        _cli("train-stream", *common, "--config", "best", "--stream", "spatial",
+             "--models", str(models / wk.name))  # fmt: skip
+        _cli("evaluate", *common, "--config", "best", "--models", str(models / wk.name))
+    _cli("kfold", "aggregate", *map(str, folds))
+    table = (tmp_path / "work-kfold" / "protocol.md").read_text()
+    result = json.loads((tmp_path / "work-kfold" / "protocol.json").read_text())
+    head = (
+        "| method | AU1 | AU2 | AU4 | AU6 | AU7 | AU10 | AU12 | AU14 | AU15 | AU17 | AU23 | AU24 |"
+    )
+    assert head + " Avg. |" in table
+    assert "| DRML (published) |" in table and "| 65.5 |" in table
+    assert "not results of this run" in table and "drawn corpus" in table
+    row = result["rows"]["best/spatial"]
+    assert row["folds"] == 3
+    # AUs the drawing never shows (10, 14, 23, 24) are all 9 in the CSVs: no F1, not averaged
+    assert all(row["f1"][a] is None for a in ("10", "14", "23", "24"))
+    got = [v for v in row["f1"].values() if v is not None]
+    assert got and row["avg"] == pytest.approx(np.mean(got), abs=0.01)

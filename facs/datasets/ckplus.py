@@ -120,6 +120,7 @@ def read_clip(facs_path: str | Path, folder: str | Path, root: str | Path) -> Cl
         events={code: [peak_event] for code in aus},
         coded=None,
         unknown=unknown,
+        intensity={code: [(n - 1, n - 1, v)] for code, v in aus.items() if v > 0},
     )
 
 

@@ -1,6 +1,6 @@
 """Reader for DISFA (Denver Intensity of Spontaneous Facial Action), same label model as MMI.
 
-    DATA/ActionUnit_Labels/SN001/SN001_au12.txt      lines "frame,intensity" (1-based, 0..5)
+    DATA/ActionUnit_Labels/SN001/SN001_au12.txt      lines "frame,intensity" (0..5)
     DATA/Videos_LeftCamera/LeftVideoSN001_comp.avi   the clip (RightCamera: RightVideoSN001...)
 
 One clip per subject and camera. A frame is positive where the intensity is >= 2 (the usual
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from facs.aus import normalize_code
-from facs.datasets.mmi import Clip, Skipped, _probe, _rel
+from facs.datasets.mmi import Clip, Skipped, _probe, _rel, intensity_runs
 from facs.datasets.runs import runs_to_events
 from facs.errors import FacsError
 
@@ -34,9 +34,13 @@ def is_disfa(root: Path) -> bool:
 
 def read_au_file(path: str | Path, frames: int | None = None) -> np.ndarray:
     """One `SNxxx_auN.txt` -> intensity per frame (int array of length `frames`, or of the
-    highest frame listed). Frames not listed are 0."""
+    highest frame listed). Frames not listed are 0.
+
+    DISFA numbers its frames from 1 (lines 1..4845 for a 4845-frame video); a file whose first
+    numbered line is frame 0 is read as 0-based (some converted copies are), and either way
+    frame i of the file is the video's i-th decoded frame."""
     path = Path(path)
-    pairs: list[tuple[int, int]] = []
+    rows: list[tuple[int, int, int]] = []  # (line, frame, value)
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
@@ -47,24 +51,27 @@ def read_au_file(path: str | Path, frames: int | None = None) -> np.ndarray:
             continue
         parts = re.split(r"[,\s]+", line)
         try:
-            frame, value = int(parts[0]), int(float(parts[1]))
+            frame, value = int(parts[0]), float(parts[1])
         except (ValueError, IndexError):
             raise FacsError(
                 f"{path}: line {lineno}: expected 'frame,intensity', got {line!r}"
             ) from None
-        if frame < 1:
-            raise FacsError(f"{path}: line {lineno}: frame {frame} (frames are 1-based)")
-        if frames is not None and frame > frames:
+        if not (value == int(value) and 0 <= value <= 5):
+            raise FacsError(f"{path}: line {lineno}: intensity {parts[1]} (expected 0..5)")
+        rows.append((lineno, frame, int(value)))
+    base = 0 if rows and rows[0][1] == 0 else 1
+    for lineno, frame, _ in rows:
+        if frame < base:
+            raise FacsError(f"{path}: line {lineno}: frame {frame} (frames count from {base})")
+        if frames is not None and frame - base >= frames:
             raise FacsError(
-                f"{path}: line {lineno}: frame {frame} is beyond the clip's last frame ({frames})"
+                f"{path}: line {lineno}: frame {frame} is beyond the clip's last frame "
+                f"({frames - 1 + base}, numbered from {base})"
             )
-        if not 0 <= value <= 5:
-            raise FacsError(f"{path}: line {lineno}: intensity {value} (expected 0..5)")
-        pairs.append((frame, value))
-    n = frames if frames is not None else max((f for f, _ in pairs), default=0)
+    n = frames if frames is not None else max((f - base + 1 for _, f, _ in rows), default=0)
     out = np.zeros(n, dtype=np.int16)
-    for f, v in pairs:
-        out[f - 1] = v
+    for _, f, v in rows:
+        out[f - base] = v
     return out
 
 
@@ -119,10 +126,11 @@ def _read_subject(root: Path, folder: Path, camera: str, threshold: int) -> Clip
             f"{prefix}{subject}*)"
         )
     info = _probe(video)
-    events = {}
+    events, kept = {}, {}
     for code, path in files.items():
         intensity = read_au_file(path, frames=info.frames)
         events[code] = runs_to_events(intensity >= threshold, intensity)
+        kept[code] = intensity_runs(intensity)
     return Clip(
         id=f"{subject}-{camera}",
         session=subject,
@@ -134,4 +142,5 @@ def _read_subject(root: Path, folder: Path, camera: str, threshold: int) -> Clip
         width=int(info.width),
         height=int(info.height),
         events=events,
+        intensity=kept,
     )

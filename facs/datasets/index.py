@@ -33,6 +33,7 @@ class Index:
     clips: list[Clip]
     skipped: list[dict] = field(default_factory=list)
     dataset: str = "mmi"
+    options: dict = field(default_factory=dict)  # how the corpus was read (DISFA: camera, cut)
 
     def video_path(self, clip: Clip) -> Path:
         return self.root / clip.video
@@ -63,6 +64,7 @@ class Index:
             "labels": list(self.labels),
             "clips": [c.to_json() for c in self.clips],
             "skipped": list(self.skipped),
+            **({"options": dict(self.options)} if self.options else {}),
         }
 
 
@@ -113,6 +115,7 @@ def build_index(
     skip_bad: bool = False,
     dataset: str = "auto",
     camera: str = "left",
+    threshold: int = 2,
 ) -> Index:
     """Read a corpus into an Index: MMI's Sessions/ tree, DISFA, BP4D or CK+ (`dataset`, or
     detected from the layout with 'auto')."""
@@ -125,7 +128,7 @@ def build_index(
     skipped: list[mmi.Skipped] = []
     if dataset in READERS:
         base = Path(root).resolve()
-        extra = {"camera": camera} if dataset == "disfa" else {}
+        extra = {"camera": camera, "threshold": threshold} if dataset == "disfa" else {}
         clips = READERS[dataset].scan(
             base, progress=progress, skip_bad=skip_bad, skipped=skipped, **extra
         )
@@ -147,6 +150,7 @@ def build_index(
         clips=clips,
         skipped=[{"path": s.path, "reason": s.reason} for s in skipped],
         dataset=dataset,
+        options={"camera": camera, "positive_intensity": threshold} if dataset == "disfa" else {},
     )
 
 
@@ -169,6 +173,7 @@ def load_index(path: str | Path) -> Index:
             clips=[Clip.from_json(c) for c in d["clips"]],
             skipped=list(d.get("skipped", [])),
             dataset=str(d.get("dataset", "mmi")),
+            options=dict(d.get("options", {})),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise FacsError(f"{path}: not a facs index ({exc.__class__.__name__}: {exc})") from None
@@ -227,6 +232,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--camera", choices=("left", "right"), default="left", help="DISFA camera (default left)"
     )
+    parser.add_argument(
+        "--threshold",
+        type=int,
+        default=2,
+        choices=range(1, 6),
+        metavar="{1..5}",
+        help="DISFA: a frame is positive at this intensity or more (default 2, the usual cut)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -238,6 +251,7 @@ def run(args: argparse.Namespace) -> int:
         skip_bad=args.skip_bad,
         dataset=args.dataset,
         camera=args.camera,
+        threshold=args.threshold,
     )
     out = write_index(index, args.output)
     for s in index.skipped:

@@ -51,13 +51,15 @@ ALL = "*"  # key of `Clip.unknown` for frames where no label is coded
 
 @dataclass
 class Clip:
-    """One annotated clip. `video` and `xml` are paths relative to the data root (posix).
+    """One annotated clip. `video` and `xml` are paths relative to the data root (posix);
+    `video` may be a folder of images (BP4D, CK+ sequences).
 
-    `video` may be a folder of images (BP4D, CK+ sequences). What the coding does not cover
-    (docs/formats.md §2): `coded` lists the labels the clip's coding covers (None: every label,
-    MMI's convention that an AU the OAO file does not list is absent); `unknown` maps a code
-    (or "*": every label) to inclusive frame spans that were not coded (BP4D's 9, CK+'s frames
-    between the neutral first and the peak last).
+    What the coding does not cover (docs/formats.md §2): `coded` lists the labels the clip's
+    coding covers (None: every label, MMI's convention that an AU the OAO file does not list
+    is absent); `unknown` maps a code (or "*": every label) to inclusive frame spans that were
+    not coded (BP4D's 9, CK+'s frames between the neutral first and the peak last).
+    `intensity` keeps a corpus's FACS intensities (DISFA 0-5, CK+'s peak) as runs
+    (start, end, value) of non-zero frames.
     """
 
     id: str
@@ -72,6 +74,7 @@ class Clip:
     events: dict[str, list[Event]] = field(default_factory=dict)
     coded: list[str] | None = None
     unknown: dict[str, list[Span]] = field(default_factory=dict)
+    intensity: dict[str, list[tuple[int, int, int]]] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -83,6 +86,10 @@ class Clip:
             d["unknown"] = {code: [list(s) for s in spans] for code, spans in self.unknown.items()}
         else:
             del d["unknown"]
+        if self.intensity:
+            d["intensity"] = {c: [list(r) for r in runs] for c, runs in self.intensity.items()}
+        else:
+            del d["intensity"]
         return d
 
     @property
@@ -100,6 +107,10 @@ class Clip:
         d["unknown"] = {
             str(code): [(int(a), int(b)) for a, b in spans]
             for code, spans in d.get("unknown", {}).items()
+        }
+        d["intensity"] = {
+            str(code): [(int(a), int(b), int(v)) for a, b, v in runs]
+            for code, runs in d.get("intensity", {}).items()
         }
         return cls(**{k: d[k] for k in cls.__dataclass_fields__})
 
@@ -421,6 +432,27 @@ def _mark_unknown(y: np.ndarray, clip: Clip, labels: list[str]) -> None:
         cols = slice(None) if code == ALL else [j for j, c in enumerate(labels) if c == code]
         for start, end in spans:
             y[max(start, 0) : end + 1, cols] = UNKNOWN
+
+
+def frame_intensity(clip: Clip, labels: list[str]) -> np.ndarray:
+    """frames x len(labels) int8 FACS intensities (0 where the corpus gives none)."""
+    out = np.zeros((clip.frames, len(labels)), dtype=np.int8)
+    for j, code in enumerate(labels):
+        for start, end, value in clip.intensity.get(code, []):
+            out[start : end + 1, j] = value
+    return out
+
+
+def intensity_runs(values: np.ndarray) -> list[tuple[int, int, int]]:
+    """Per-frame intensities -> (start, end, value) runs of equal non-zero values."""
+    values = np.asarray(values)
+    runs: list[tuple[int, int, int]] = []
+    for t, v in enumerate(values.tolist()):
+        if v and runs and runs[-1][2] == v and runs[-1][1] == t - 1:
+            runs[-1] = (runs[-1][0], t, v)
+        elif v:
+            runs.append((t, t, int(v)))
+    return runs
 
 
 def known(y: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from facs.datasets.index import Index, load_index
 from facs.datasets.mmi import Clip
+from facs.datasets.protocols import NAMES, load_protocol, protocol_folds
 from facs.errors import FacsError
 from facs.fileio import read_json, write_json
 
@@ -137,17 +138,26 @@ def make_split(
     folds: int = 0,
     seed: int = 0,
     index_path: str | None = None,
+    protocol: str | None = None,
 ) -> dict:
+    """Train/val/test by subject; with `folds`, K folds by subject; with `protocol` (bp4d,
+    disfa), the published folds of facs.datasets.protocols instead."""
     parts = split_subjects(index, val=val, test=test, seed=seed)
     subj_labels = subject_labels(index)
     miss = _missing(set(index.labels), [set(parts[p]) for p in PARTS], subj_labels)
+    if protocol:
+        fold_lists = protocol_folds(load_protocol(protocol), index.subjects)
+    else:
+        fold_lists = k_folds(index, folds, seed=seed) if folds else []
+    extra = {"protocol": protocol} if protocol else {}
     return {
         "seed": seed,
         "by": "subject",
         "index": index_path,
         "fractions": {"val": val, "test": test},
         "parts": parts,
-        "folds": k_folds(index, folds, seed=seed) if folds else [],
+        "folds": fold_lists,
+        **extra,
         "labels_missing": {p: m for p, m in zip(PARTS, miss, strict=True)},
         "clips": {p: sum(c.subject in set(parts[p]) for c in index.clips) for p in PARTS},
     }
@@ -199,6 +209,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test", type=float, default=0.2, help="fraction of subjects for test")
     parser.add_argument("--folds", type=int, default=0, help="also K folds by subject (K >= 2)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--protocol",
+        choices=NAMES,
+        default=None,
+        help="folds = a published protocol's subject-exclusive 3 folds (bp4d, disfa)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -211,6 +227,7 @@ def run(args: argparse.Namespace) -> int:
         folds=args.folds,
         seed=args.seed,
         index_path=str(args.index),
+        protocol=args.protocol,
     )
     write_json(out, split)
     p = split["parts"]
@@ -221,6 +238,9 @@ def run(args: argparse.Namespace) -> int:
     )
     if split["folds"]:
         line += f", {len(split['folds'])} folds"
+        if args.protocol:
+            line += f" ({args.protocol} protocol: {'/'.join(str(len(f)) for f in split['folds'])} "
+            line += "test subjects)"
     if split["labels_missing"]["train"]:
         line += f"; labels absent from train: {' '.join(split['labels_missing']['train'])}"
     print(f"{line} -> {out}")

@@ -57,7 +57,7 @@ def _tmp(path: Path) -> Path:
 
 def write_disfa_subject(root: Path, subject: int, fps: float, size, clips: list[Rendered]) -> int:
     """One subject: its clips in a row as one video per camera, one label file per AU."""
-    name = f"SN{subject:03d}"
+    name = disfa_subject(subject)
     videos = {}
     for folder, prefix, flip in (
         ("Videos_LeftCamera", "LeftVideo", False),
@@ -90,8 +90,21 @@ def write_disfa_subject(root: Path, subject: int, fps: float, size, clips: list[
     return frames
 
 
+# The real corpora's subject ids (BP4D: 23 women, 18 men; DISFA: SN001-SN032 less five), so
+# that the published folds (facs split --protocol) apply to a drawn corpus of up to 41 / 27
+# subjects; beyond, new ids follow.
+BP4D_IDS = [f"{g}{i:03d}" for i in range(1, 24) for g in ("F", "M") if g == "F" or i <= 18]
+DISFA_IDS = [f"SN{i:03d}" for i in range(1, 33) if i not in (14, 15, 19, 20, 22)]
+
+
 def bp4d_subject(subject: int) -> str:
+    if subject <= len(BP4D_IDS):
+        return BP4D_IDS[subject - 1]
     return f"{'F' if subject % 2 else 'M'}{subject:03d}"
+
+
+def disfa_subject(subject: int) -> str:
+    return DISFA_IDS[subject - 1] if subject <= len(DISFA_IDS) else f"SN{subject + 5:03d}"
 
 
 def write_bp4d_clip(root: Path, subject: int, clip: int, rendered: Rendered, rng) -> int:

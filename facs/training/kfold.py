@@ -8,6 +8,9 @@ mean +- std per configuration and stream. scripts/kfold.sh runs the whole loop.
 
     facs kfold prepare --work work/quick            # -> work/quick-fold0 ... -fold{K-1}
     facs kfold aggregate work/quick-fold*           # -> work/quick-kfold/table.md, kfold.json
+
+With folds from `facs split --protocol bp4d|disfa` (the published subject-exclusive folds),
+`aggregate` also writes protocol.md/.json: F1 per AU in the papers' form with their anchors.
 """
 
 from __future__ import annotations
@@ -17,9 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from facs.datasets.protocols import load_protocol
 from facs.datasets.split import load_split
 from facs.errors import FacsError
+from facs.evaluation.protocol_table import protocol_table
 from facs.fileio import copy_file, read_json, write_json, write_text
+from facs.synth.corpus import is_synthetic
 
 SHARED = ("faces", "flow", "geometry")
 KEYS = ("precision_macro", "recall_macro", "f1_macro", "f1_micro", "roc_auc_macro",
@@ -85,7 +91,22 @@ def aggregate(works: list[Path], out: Path) -> dict:
     write_json(out / "kfold.json", result, indent=1, sort_keys=True)
     write_text(out / "table.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
+    _protocol(works, out)
     return result
+
+
+def _protocol(works: list[Path], out: Path) -> None:
+    """With folds from `facs split --protocol`, the papers' table beside the summary one."""
+    split = load_split(works[0] / "split.json")
+    if not split.get("protocol"):
+        return
+    index = read_json(works[0] / "index.json", "index file")
+    text, result = protocol_table(
+        works, load_protocol(split["protocol"]), is_synthetic(Path(index["root"]))
+    )
+    write_json(out / "protocol.json", result, indent=1, sort_keys=True)
+    write_text(out / "protocol.md", text)
+    print(text)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
