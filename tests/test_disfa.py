@@ -126,3 +126,17 @@ def test_unknown_layouts_bad_input_is_one_line(tmp_path):
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
     assert "S005_001_00000011_facs.txt" in res.stderr or "S005/001" in res.stderr
     assert not (tmp_path / "i.json").exists() and not (tmp_path / "j.json").exists()
+
+
+def test_disfa_right_camera_and_empty_corpora(tmp_path):
+    root = _disfa_tree(tmp_path / "d", {"SN003": {"12": AU12}})
+    write_avi(root / "Videos_RightCamera" / "RightVideoSN003_comp.avi", 24)
+    index = build_index(root, progress=False, camera="right")
+    assert [c.id for c in index.clips] == ["SN003-right"]
+    assert index.clips[0].video == "Videos_RightCamera/RightVideoSN003_comp.avi"
+    assert index.options["camera"] == "right"
+    for layout, folder in (("bp4d", "AUCoding/AU_OCC"), ("ckplus", "cohn-kanade-images")):
+        empty = tmp_path / layout
+        (empty / folder).mkdir(parents=True)
+        with pytest.raises(FacsError, match=f"{empty}/"):
+            build_index(empty, progress=False)

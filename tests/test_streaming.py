@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facs.analysis import geometry
+from facs.analysis import geometry, realface
 from facs.analysis.predict import Prediction, Rows, decode_pass, predict
 from facs.analysis.table import result_csv
 from facs.preprocess.records import (
@@ -66,10 +66,40 @@ def test_landmark_features_in_chunks_are_the_whole_videos():
 
 def test_rows_grow():
     r = Rows(3, np.float32)
-    for i in range(1000):
+    for i in range(10000):
         r.append(None if i % 7 == 0 else [i, i, i])
     a = r.array()
-    assert a.shape == (1000, 3) and np.isnan(a[0]).all() and a[999, 2] == 999
+    assert a.shape == (10000, 3) and np.isnan(a[0]).all() and a[9999, 2] == 9999
+    assert (a[1:7, 0] == np.arange(1, 7)).all() and np.isnan(a[7]).all()
+    exact = Rows(2, np.int16, 0, capacity=500)
+    for i in range(500):
+        exact.append([i, -i])
+    assert exact.array().base is exact.chunks[0]  # the header's count held: a view, no copy
+
+
+def test_real_face_rules_run_in_chunks_with_the_same_numbers():
+    """The rules run a chunk of frames at a time (an hour of video costs its features and the
+    output, not N-long temporaries per AU); the numbers do not depend on the chunk."""
+    import tracemalloc
+
+    from facs.analysis.facemesh import BLENDSHAPES
+
+    rng = np.random.default_rng(3)
+    n = 20000
+    fvec = rng.normal(0, 0.05, (n, len(realface.FEATURES))) + 1.0
+    blend = rng.random((n, len(BLENDSHAPES))).astype(np.float32) * 0.4
+    fvec[::50] = np.nan  # frames without a face
+    blend[::50] = np.nan
+    labels = ["1", "2", "4", "6", "12", "25", "43", "45"]
+    whole, cal = realface.probs_from_features(fvec, blend, labels, 30.0, chunk=n)
+    tracemalloc.start()
+    parts, cal2 = realface.probs_from_features(fvec, blend, labels, 30.0, chunk=1000)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    np.testing.assert_array_equal(parts, whole)
+    assert cal == cal2
+    # the output (32 B a frame) and a few N-long vectors, not ~1 kB a frame
+    assert peak / n < 200, peak / n
 
 
 def test_the_decoding_pass_keeps_a_few_hundred_bytes_a_frame(examples_dir):
@@ -87,3 +117,20 @@ def test_streamed_csv_equals_the_json_results_csv(tmp_path, examples_dir):
     assert isinstance(pred, Prediction)
     pred.write_csv(tmp_path / "a.csv", chunk=13)  # many chunks, one header
     assert (tmp_path / "a.csv").read_text() == result_csv(pred.json())
+
+
+@pytest.mark.parametrize("method", ["average", "weighted", "logreg", "partial", "temporal"])
+def test_fusion_in_chunks_gives_fuses_numbers(method):
+    from facs.training.fusion import fit_fusion, fuse, fuse_in_chunks
+
+    rng = np.random.default_rng(5)
+    n, L = 3000, 4
+    y = (rng.random((n, L)) < 0.3).astype(np.int8)
+    scores = {s: np.clip(y * 0.5 + rng.random((n, L)) * 0.6, 0, 1) for s in ("spatial", "flow")}
+    fit = "logreg" if method == "partial" else method
+    spec, _ = fit_fusion(scores, y, method=fit)
+    if method == "partial":  # a stream without an opinion on one label: per-label coverage
+        scores = {**scores, "geometry": scores["flow"].copy()}
+        scores["geometry"][:, 2] = np.nan
+    want = np.asarray(fuse(scores, spec), np.float32)
+    np.testing.assert_array_equal(fuse_in_chunks(scores, spec, chunk=700), want)

@@ -58,7 +58,7 @@ from facs.preprocess.records import (
     to_chw,
     with_reference,
 )
-from facs.training.fusion import fuse
+from facs.training.fusion import fuse_in_chunks
 from facs.video import Media, open_media
 
 CLIP_PERCENTILE = 90.0
@@ -67,24 +67,34 @@ Progress = Callable[..., None]
 
 
 class Rows:
-    """A growing N x width float array (capacity doubles): per-frame values without a Python
-    object per frame."""
+    """An N x width array filled a row at a time, allocated once for the frames the header
+    promises (plus a chunk more each time a video holds more): per-frame values without a
+    Python object per frame, and no copy of the whole array while it grows."""
 
-    def __init__(self, width: int, dtype=np.float64, fill: float = np.nan):
+    def __init__(self, width: int, dtype=np.float64, fill: float = np.nan, capacity: int = 256):
         self.width, self.dtype, self.fill = width, dtype, fill
-        self.data = np.full((256, width), fill, dtype)
-        self.n = 0
+        self.chunks = [np.full((max(capacity, 1), width), fill, dtype)]
+        self.n = 0  # rows filled in all
+        self.k = 0  # rows filled in the last chunk
 
     def append(self, row) -> None:
-        if self.n == len(self.data):
-            more = np.full((len(self.data), self.width), self.fill, self.dtype)
-            self.data = np.concatenate([self.data, more])
+        last = self.chunks[-1]
+        if self.k == len(last):
+            last = np.full((4096, self.width), self.fill, self.dtype)
+            self.chunks.append(last)
+            self.k = 0
         if row is not None:
-            self.data[self.n] = row
+            last[self.k] = row
+        self.k += 1
         self.n += 1
 
     def array(self) -> np.ndarray:
-        return self.data[: self.n]
+        """The filled rows (a view when the header's count held, one copy otherwise)."""
+        if len(self.chunks) == 1:
+            return self.chunks[0][: self.n]
+        whole = np.concatenate(self.chunks[:-1] + [self.chunks[-1][: self.k]])
+        self.chunks = [whole]
+        return whole
 
 
 @dataclass
@@ -119,13 +129,19 @@ def decode_pass(
     Each frame leaves its features, not its landmarks."""
     mesh_on = "mediapipe" in kinds
     dlib_on = "landmarks" in kinds or ("cnn" in kinds and not mesh_on)
+    keep_points = "landmarks" in kinds  # a CNN stream needs dlib's box, not its points
     tracker = LandmarkTracker() if dlib_on else None
     mesher = FaceMesh(video=media.kind != "image") if mesh_on else None
-    box, conf = Rows(4, np.int32, -1), Rows(1, np.float64, 0.0)
-    mesh_f = Rows(len(realface.FEATURES)) if mesh_on else None
-    blend = Rows(len(BLENDSHAPES), np.float32) if mesh_on else None
-    dlib_p = Rows(68 * 2, np.int16, 0) if dlib_on else None
-    dlib_ok = Rows(1, np.bool_, False) if dlib_on else None
+    cap = media.frames + 16  # the header's count; Rows grows if the video holds more
+
+    def rows(width: int, dtype=np.float64, fill: float = np.nan) -> Rows:
+        return Rows(width, dtype, fill, cap)
+
+    box, conf = rows(4, np.int32, -1), rows(1, np.float64, 0.0)
+    mesh_f = rows(len(realface.FEATURES)) if mesh_on else None
+    blend = rows(len(BLENDSHAPES), np.float32) if mesh_on else None
+    dlib_p = rows(68 * 2, np.int16, 0) if keep_points else None
+    dlib_ok = rows(1, np.bool_, False) if keep_points else None
     sampled, detections = [], []
     h = w = 0
     step_ms = 1000.0 / media.fps if media.fps else 0.0
@@ -186,7 +202,7 @@ def mediapipe_stream(vp: VideoPass, model: Model, name: str) -> np.ndarray:
     """N x L probabilities of the real-face stream (NaN: labels it has no opinion on)."""
     method = stream_spec(model, name).method
     probs, vp.calibration[name] = realface.probs_from_features(
-        vp.mesh_features, vp.blend.astype(np.float32), model.labels, vp.fps, method
+        vp.mesh_features, np.asarray(vp.blend, np.float32), model.labels, vp.fps, method
     )
     return probs
 
@@ -330,7 +346,7 @@ def predict(
     scores = {s: run[stream_spec(model, s).kind](vp, model, s) for s in names}
     if progress is not None:
         progress(total, total)
-    fused = np.asarray(fuse(scores, model.fusion), dtype=np.float32)
+    fused = fuse_in_chunks(scores, model.fusion)
     fused[~vp.face] = 0.0
     return Prediction(vp, model, names, fused)
 
@@ -353,8 +369,9 @@ class Prediction:
     def __init__(self, vp: VideoPass, model: Model, names: list[str], fused: np.ndarray):
         labels = model.labels
         face = vp.face
+        # per label: a column's copy at a time, not the whole face-frame matrix
         clip = (
-            np.percentile(fused[face], CLIP_PERCENTILE, axis=0)
+            np.array([np.percentile(fused[face, j], CLIP_PERCENTILE) for j in range(len(labels))])
             if face.any()
             else np.zeros(len(labels))
         )

@@ -133,8 +133,16 @@ class Calibration:
 def reference(feats: dict, blend: np.ndarray, ok: np.ndarray) -> tuple[dict, Calibration]:
     """Each feature's reference value: the person's neutral (quiet frames) bounded to TOL of
     the canonical face, else the canonical face."""
+    return _reference(feats, ok & quiet_frames(blend))
+
+
+def quiet_frames(blend: np.ndarray) -> np.ndarray:
+    """Frames whose blendshapes call the face at rest (NaN rows are never quiet)."""
+    return np.nan_to_num(blend[:, [BI[n] for n in QUIET]]).max(axis=1) < QUIET_MAX
+
+
+def _reference(feats: dict, quiet: np.ndarray) -> tuple[dict, Calibration]:
     prior = {k: float(v[0]) for k, v in features(canonical_mesh()[None]).items()}
-    quiet = ok & (blend[:, [BI[n] for n in QUIET]].max(axis=1) < QUIET_MAX)
     if quiet.sum() < MIN_QUIET:
         return prior, Calibration("population prior", 0)
     ref = {}
@@ -233,24 +241,41 @@ def probs_from_features(
     labels,
     fps: float,
     method: str = "combined",
+    chunk: int = 8192,
 ) -> tuple[np.ndarray, Calibration]:
-    """stream_probs from the frames' feature vectors (frame_features) and blendshapes."""
+    """stream_probs from the frames' feature vectors (frame_features) and blendshapes.
+
+    The reference needs the whole video; the rules are per frame, so they run `chunk` frames
+    at a time: an hour of video costs its features and the output, not a dozen N-long
+    temporaries per AU (the numbers are the same for any chunk)."""
     n = len(fvec)
+    labels = list(labels)
     ok = np.isfinite(blend).all(axis=1) & np.isfinite(fvec).all(axis=1)
-    blend = np.nan_to_num(blend)
-    feats = {k: fvec[:, j] for j, k in enumerate(FEATURES)}
-    ref, calibration = reference(feats, blend, ok)
-    d = {k: np.nan_to_num(v - ref[k]) for k, v in feats.items()}
+    quiet = np.zeros(n, dtype=bool)
+    for a in range(0, n, chunk):
+        quiet[a : a + chunk] = ok[a : a + chunk] & quiet_frames(blend[a : a + chunk])
+    ref, calibration = _reference({k: fvec[:, j] for j, k in enumerate(FEATURES)}, quiet)
     w = 1.0 if calibration.method == "neutral frames" else GEOMETRY_PRIOR_WEIGHT
-    logits = au_logits(blend, d, np.nan_to_num(feats["lip_gap"]), w, method)
-    probs = {code: np.where(ok, _sig(zz), 0.0) for code, zz in logits.items()}
-    # AU12: the smile blendshape AND the corners raised above the lips' midline
-    smile = _bs(blend, "mouthSmileLeft", "mouthSmileRight")
-    corners = _sig((d["corner_up"] - 0.8) / 0.07) if method == "combined" else 1.0
-    probs["12"] = np.where(ok, _sig((smile - 0.45) / 0.08) * corners, 0.0)
-    probs["43"], probs["45"] = split_blinks(probs["43"], fps or 25.0)
-    out = np.full((n, len(list(labels))), np.nan, dtype=np.float32)
+    out = np.full((n, len(labels)), np.nan, dtype=np.float32)
+    blinks = np.zeros(n)
+    for a in range(0, n, chunk):
+        b, okc = min(a + chunk, n), ok[a : a + chunk]
+        bl = np.nan_to_num(blend[a:b])
+        feats = {k: fvec[a:b, j] for j, k in enumerate(FEATURES)}
+        d = {k: np.nan_to_num(v - ref[k]) for k, v in feats.items()}
+        logits = au_logits(bl, d, np.nan_to_num(feats["lip_gap"]), w, method)
+        probs = {code: np.where(okc, _sig(zz), 0.0) for code, zz in logits.items()}
+        # AU12: the smile blendshape AND the corners raised above the lips' midline
+        smile = _bs(bl, "mouthSmileLeft", "mouthSmileRight")
+        corners = _sig((d["corner_up"] - 0.8) / 0.07) if method == "combined" else 1.0
+        probs["12"] = np.where(okc, _sig((smile - 0.45) / 0.08) * corners, 0.0)
+        blinks[a:b] = probs["43"]
+        for j, code in enumerate(labels):
+            if code in probs and code not in ("43", "45"):
+                out[a:b, j] = probs[code]
+    # closure vs blink is a question of duration: over the whole video
+    p43, p45 = split_blinks(blinks, fps or 25.0)
     for j, code in enumerate(labels):
-        if code in probs:
-            out[:, j] = probs[code]
+        if code in ("43", "45"):
+            out[:, j] = p43 if code == "43" else p45
     return out, calibration

@@ -87,7 +87,7 @@ DATASETS = ("auto", "mmi", "disfa", "bp4d", "ckplus")
 READERS = {"disfa": disfa, "bp4d": bp4d, "ckplus": ckplus}
 WHAT = {
     "disfa": f"{disfa.LABELS_DIR}/: no subject with label files",
-    "bp4d": f"{bp4d.CODING_DIR}/: no <subject>_<task>.csv coding",
+    "bp4d": f"{'/'.join(bp4d.CODING_DIR)}/: no <subject>_<task>.csv coding",
     "ckplus": f"{ckplus.FACS_DIR}/: no session with a *_facs.txt coding",
 }
 
@@ -255,7 +255,8 @@ def run(args: argparse.Namespace) -> int:
     )
     out = write_index(index, args.output)
     for s in index.skipped:
-        if not s["reason"].startswith("no per-frame annotation"):
+        # clips a corpus never coded (MMI without OAO, CK+ without FACS) are counted, not listed
+        if not s["reason"].startswith(("no per-frame annotation", ckplus.NO_FACS)):
             print(f"facs index: skipped {s['path']}: {s['reason']}")
     print(f"facs index: {summary(index)} -> {out}")
     return 0

@@ -114,7 +114,33 @@ def fuse(
     return smooth(out, float(spec.get("smooth_frames") or 0), frames, clips)
 
 
-def _by_coverage(scores: dict[str, np.ndarray], spec: dict) -> np.ndarray:
+def fuse_in_chunks(scores: dict[str, np.ndarray], spec: dict, chunk: int = 8192) -> np.ndarray:
+    """fuse(scores, spec) as float32, `chunk` rows at a time where the spec works frame by
+    frame (no temporal context, no smoothing): an hour of video then costs its output, not
+    several float64 copies of it. The choice fuse() makes over the whole video (the spec's
+    method, or per-label coverage) is made once, so the numbers are fuse()'s."""
+    first = next(iter(scores.values()))
+    n = len(first)
+    if spec.get("method") == "temporal" or float(spec.get("smooth_frames") or 0) > 1 or n <= chunk:
+        return np.asarray(fuse(scores, spec), dtype=np.float32)
+    fitted = list(spec.get("streams") or scores)
+    whole = set(scores) == set(fitted) and all(np.isfinite(p).all() for p in scores.values())
+    covered = None
+    if not whole:
+        covered = np.stack([np.isfinite(scores[s]).all(axis=0) for s in scores])
+    out = np.empty((n, np.shape(first)[1]), dtype=np.float32)
+    for a in range(0, n, chunk):
+        part = {s: v[a : a + chunk] for s, v in scores.items()}
+        if whole:
+            out[a : a + chunk] = _combine(part, {**spec, "streams": fitted})
+        else:
+            out[a : a + chunk] = _by_coverage(part, spec, covered)
+    return out
+
+
+def _by_coverage(
+    scores: dict[str, np.ndarray], spec: dict, covered: np.ndarray | None = None
+) -> np.ndarray:
     names = list(scores)
     n, n_labels = np.shape(scores[names[0]])
     weights = {s: w for s, w in (spec.get("weights") or {}).items() if s in names}
@@ -124,7 +150,8 @@ def _by_coverage(scores: dict[str, np.ndarray], spec: dict) -> np.ndarray:
     # the fitted ones on average
     mean_w = float(np.mean(list(weights.values())))
     weights = {s: float(weights.get(s, mean_w)) for s in names}
-    covered = np.stack([np.isfinite(scores[s]).all(axis=0) for s in names])  # S x L
+    if covered is None:
+        covered = np.stack([np.isfinite(scores[s]).all(axis=0) for s in names])  # S x L
     out = np.zeros((n, n_labels), dtype=np.float64)
     for pattern in {tuple(col) for col in covered.T}:
         cols = np.flatnonzero((covered.T == pattern).all(axis=1))
