@@ -134,3 +134,14 @@ def test_fusion_in_chunks_gives_fuses_numbers(method):
         scores["geometry"][:, 2] = np.nan
     want = np.asarray(fuse(scores, spec), np.float32)
     np.testing.assert_array_equal(fuse_in_chunks(scores, spec, chunk=700), want)
+
+
+def test_landmark_rules_run_in_chunks_with_the_same_numbers():
+    rng = np.random.default_rng(4)
+    n = 5000
+    feats = (1.0 + rng.normal(0, 0.08, (n, len(geometry.FEATURES)))).astype(np.float32)
+    feats[::40] = np.nan
+    labels = [*geometry.LABELS, "99"]
+    whole = geometry.rule_probs(feats, labels, 30.0, chunk=n)
+    np.testing.assert_array_equal(geometry.rule_probs(feats, labels, 30.0, chunk=333), whole)
+    assert np.isnan(whole[:, -1]).all() and (whole[::40, :-1] == 0).all()

@@ -319,24 +319,34 @@ def split_blinks(p43: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray]:
     return p43, p45
 
 
-def rule_probs(feats: np.ndarray, labels=LABELS, fps: float = 25.0) -> np.ndarray:
+def rule_probs(
+    feats: np.ndarray, labels=LABELS, fps: float = 25.0, chunk: int = 8192
+) -> np.ndarray:
     """N x F features of ONE person's video -> N x len(labels) AU probabilities by the rules.
 
-    Rows without a face give 0; labels without a rule give NaN."""
+    Rows without a face give 0; labels without a rule give NaN. The rest pose needs the whole
+    video; the rules run `chunk` frames at a time (the same numbers for any chunk)."""
     rest, _ = neutral_rest(feats)
+    rest = np.nan_to_num(rest)
     n = feats.shape[0]
     labels = list(labels)
     out = np.full((n, len(labels)), np.nan, dtype=np.float32)
-    ok = np.isfinite(feats).all(axis=1)
     codes = list(RULES)
-    ev = _evidence(np.nan_to_num(feats), np.nan_to_num(rest), codes)
-    z = np.clip((ev - 1.0) * 4.0, -30, 30)  # (d - t) / s with s = t / 4
-    p = np.where(ok[:, None], 1.0 / (1.0 + np.exp(-z)), 0.0)
-    probs = {c: p[:, j] for j, c in enumerate(codes)}
-    probs["43"], probs["45"] = split_blinks(probs["43"], fps)
+    blinks = np.zeros(n)
+    for a in range(0, n, chunk):
+        part = feats[a : a + chunk]
+        ok = np.isfinite(part).all(axis=1)
+        ev = _evidence(np.nan_to_num(part), rest, codes)
+        z = np.clip((ev - 1.0) * 4.0, -30, 30)  # (d - t) / s with s = t / 4
+        p = np.where(ok[:, None], 1.0 / (1.0 + np.exp(-z)), 0.0)
+        for j, code in enumerate(labels):
+            if code in codes and code not in ("43", "45"):
+                out[a : a + chunk, j] = p[:, codes.index(code)]
+        blinks[a : a + chunk] = p[:, codes.index("43")]
+    p43, p45 = split_blinks(blinks, fps)  # closure vs blink: a question of duration
     for j, code in enumerate(labels):
-        if code in probs:
-            out[:, j] = probs[code]
+        if code in ("43", "45"):
+            out[:, j] = p43 if code == "43" else p45
     return out
 
 
@@ -378,7 +388,7 @@ def features_of_points(pts: np.ndarray) -> np.ndarray:
     return smooth(feats)
 
 
-def features_in_chunks(points: np.ndarray, ok: np.ndarray, chunk: int = 4096) -> np.ndarray:
+def features_in_chunks(points: np.ndarray, ok: np.ndarray, chunk: int = 512) -> np.ndarray:
     """features_of_points of a long video stored compactly (N x 68 x 2 integer pixel points,
     as dlib gives them; `ok`: the face frames), a chunk of frames at a time: the same numbers
     without a float64 copy of every frame's points."""
@@ -390,7 +400,8 @@ def features_in_chunks(points: np.ndarray, ok: np.ndarray, chunk: int = 4096) ->
     if len(idx) >= 2:  # the pose medians over every face frame, first
         nose = np.concatenate(
             [
-                normalise(points[idx[a : a + chunk]].astype(np.float32))[:, 30]
+                # a copy: a view would keep every chunk's normalised points alive
+                normalise(points[idx[a : a + chunk]].astype(np.float32))[:, 30].copy()
                 for a in range(0, len(idx), chunk)
             ]
         )
