@@ -122,3 +122,13 @@ def test_an_unreachable_cluster_is_one_line(clips, tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert "cannot reach the Dask scheduler" in err[-1]
+
+
+def test_stale_temporaries_of_outputs_manifest_and_summary_are_cleaned(tmp_path):
+    from facs.analysis import batch
+
+    stale = [".clip0.csv.a1.tmp", f".{batch.MANIFEST}.b2.tmp", f".{batch.SUMMARY}.c3.tmp"]
+    for name in stale + ["keep.csv", ".other.tmp"]:
+        (tmp_path / name).write_text("x")
+    assert batch.clean_temporaries(tmp_path, [tmp_path / "clip0.csv"]) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.tmp", "keep.csv"]

@@ -114,10 +114,11 @@ def pending(
 
 
 def clean_temporaries(out_dir: Path, outs: list[Path]) -> int:
-    """Remove the temporary files a killed run left beside these outputs (facs.fileio's
-    `.<name>.*.tmp`); one batch per output folder at a time. The number removed."""
+    """Remove the temporary files a killed run left beside these outputs, the manifest and the
+    summary (facs.fileio's `.<name>.*.tmp`); one batch per output folder at a time. The number
+    removed."""
     n = 0
-    for out in outs:
+    for out in [*outs, Path(MANIFEST), Path(SUMMARY)]:
         for tmp in Path(out_dir).glob(f".{out.name}.*.tmp*"):
             tmp.unlink(missing_ok=True)
             n += 1
