@@ -255,7 +255,8 @@ def read_image(path: str | Path) -> np.ndarray:
     return img
 
 
-def _natural_key(name: str) -> list:
+def natural_key(name: str) -> list:
+    """Sort key of a name in natural order: its digit runs compare as numbers (9 before 10)."""
     return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", name) if t]
 
 
@@ -263,7 +264,7 @@ def image_files(folder: Path) -> list[Path]:
     """The image files of a folder in natural name order (frame 9 before frame 10)."""
     return sorted(
         (f for f in Path(folder).iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTS),
-        key=lambda f: _natural_key(f.name),
+        key=lambda f: natural_key(f.name),
     )
 
 

@@ -29,7 +29,7 @@ from facs.aus import normalize_code
 from facs.datasets.mmi import ALL, Clip, Skipped, Span, _rel
 from facs.datasets.runs import runs_to_events
 from facs.errors import FacsError
-from facs.video import image_files, read_image
+from facs.video import image_files, natural_key, read_image
 
 CODING_DIR = ("AUCoding", "AU_OCC")
 SEQUENCES_DIR = "Sequences"
@@ -248,13 +248,9 @@ def read_clip(csv_path: str | Path, root: str | Path) -> Clip:
     )
 
 
-def _natural(text: str) -> list:
-    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", text) if t]
-
-
 def _csv_key(path: Path):
     subject, _, task = path.stem.partition("_")
-    return (_natural(subject), _natural(task), path.name)
+    return (natural_key(subject), natural_key(task), path.name)
 
 
 def scan(

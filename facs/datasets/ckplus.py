@@ -25,7 +25,7 @@ from pathlib import Path
 from facs.aus import normalize_code
 from facs.datasets.mmi import ALL, Clip, Event, Skipped, Span, _rel
 from facs.errors import FacsError
-from facs.video import image_files, read_image
+from facs.video import image_files, natural_key, read_image
 
 IMAGES_DIR = "cohn-kanade-images"
 FACS_DIR = "FACS"
@@ -124,10 +124,6 @@ def read_clip(facs_path: str | Path, folder: str | Path, root: str | Path) -> Cl
     )
 
 
-def _natural(text: str) -> list:
-    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", text) if t]
-
-
 def _sessions(root: Path) -> list[tuple[str, str]]:
     """(subject, session) of every session folder under the images and the FACS trees."""
     found: set[tuple[str, str]] = set()
@@ -141,7 +137,7 @@ def _sessions(root: Path) -> list[tuple[str, str]]:
                     for s in subject.iterdir()
                     if s.is_dir() and not s.name.startswith(".")
                 )
-    return sorted(found, key=lambda k: (_natural(k[0]), _natural(k[1])))
+    return sorted(found, key=lambda k: (natural_key(k[0]), natural_key(k[1])))
 
 
 def _facs_files(folder: Path) -> list[Path]:
