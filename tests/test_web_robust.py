@@ -132,6 +132,26 @@ def test_a_crashed_worker_costs_one_request(tmp_path, long_clip):
     assert health["status"] == "ok"
 
 
+def test_close_does_not_wait_for_a_model_load(tmp_path):
+    """Stopping right after a start (workers still importing and loading the model, the
+    moment a service manager's stop or a busy machine makes long) ends every worker within a
+    few seconds instead of waiting for the loads."""
+    from facs.web.worker import WorkerProcesses
+
+    procs = WorkerProcesses("geometry", 2, lambda _id: None)
+    procs.warm()
+    deadline = time.time() + 30
+    while len(procs.pids()) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    started = [p for ex in procs._all for p in (ex._processes or {}).values()]
+    assert len(started) == 2
+    t0 = time.monotonic()
+    procs.close()
+    took = time.monotonic() - t0
+    assert not any(p.is_alive() for p in started)
+    assert took < 2, f"close took {took:.1f} s (a model load takes ~5 s on an idle machine)"
+
+
 def _stall(url: str, n: int) -> list[socket.socket]:
     """n uploads that send their headers and 1 KB of a declared 208 KB body, then stall."""
     u = urlparse(url)

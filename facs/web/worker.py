@@ -218,6 +218,8 @@ class WorkerProcesses:
             )
             return future.result()
         except BrokenProcessPool:
+            if self._closed:  # stopped by close() after its grace time
+                raise JobError(503, "the server is shutting down; try again later") from None
             # Its worker died: replace it; only this analysis is lost.
             executor.shutdown(wait=False, cancel_futures=True)
             executor = self._replace(executor)
@@ -237,13 +239,29 @@ class WorkerProcesses:
         fresh.submit(ping)  # load the model now, not on the next request
         return fresh
 
-    def close(self, wait: bool = True) -> None:
-        """Stop the workers: the analyses running finish when `wait`; waiting ones are
-        refused (503)."""
+    def close(self, wait: bool = True, timeout: float = 30.0) -> None:
+        """Stop the workers: an analysis running finishes when `wait` (for at most `timeout`
+        seconds); waiting ones are refused (503). A worker with no analysis to finish (idle, or
+        still loading the model after a start or a crash) is stopped at once: a service
+        manager's stop must not wait for a model load on a busy machine."""
         with self._lock:
             self._closed = True
             executors = list(self._all)
+        idle = set()
+        while True:
+            try:
+                idle.add(id(self._free.get_nowait()))
+            except queue.Empty:
+                break
+        deadline = time.monotonic() + (timeout if wait else 0.0)
         for ex in executors:
-            ex.shutdown(wait=wait, cancel_futures=True)
+            procs = list((ex._processes or {}).values())
+            ex.shutdown(wait=False, cancel_futures=True)
+            for p in procs:
+                if id(ex) not in idle:
+                    p.join(max(0.0, deadline - time.monotonic()))
+                if p.is_alive():
+                    p.terminate()
+                    p.join(5)
         self._queue.put(None)
         self._listener.join(timeout=5)
