@@ -27,9 +27,10 @@ import numpy as np
 
 from facs.aus import normalize_code
 from facs.datasets.mmi import ALL, Clip, Skipped, Span, _rel
+from facs.datasets.reading import image_sequence_clip, read_or_skip
 from facs.datasets.runs import runs_to_events
 from facs.errors import FacsError
-from facs.video import image_files, natural_key, read_image
+from facs.video import image_files, natural_key
 
 CODING_DIR = ("AUCoding", "AU_OCC")
 SEQUENCES_DIR = "Sequences"
@@ -230,22 +231,10 @@ def read_clip(csv_path: str | Path, root: str | Path) -> Clip:
         spans = _spans((col == NOT_CODED) & has_row)
         if spans:
             unknown[code] = spans
-    h, w = read_image(files[0]).shape[:2]
-    name = f"{subject}_{task}"
-    return Clip(
-        id=name,
-        session=name,
-        subject=subject,
-        video=_rel(folder, root),
-        xml=_rel(csv_path, root),
-        fps=FPS,
-        frames=n,
-        width=int(w),
-        height=int(h),
-        events=events,
-        coded=coded,
-        unknown=unknown,
-    )
+    return image_sequence_clip(
+        f"{subject}_{task}", subject, folder, files, csv_path, root, FPS,
+        events=events, coded=coded, unknown=unknown,
+    )  # fmt: skip
 
 
 def _csv_key(path: Path):
@@ -273,10 +262,7 @@ def scan(
     )
     clips: list[Clip] = []
     for path in tqdm(files, desc="index", unit="clip", disable=None if progress else True):
-        try:
-            clips.append(read_clip(path, root))
-        except FacsError as exc:
-            if not skip_bad:
-                raise
-            skipped.append(Skipped(_rel(path, root), str(exc)))
+        clip = read_or_skip(_rel(path, root), skip_bad, skipped, read_clip, path, root)
+        if clip is not None:
+            clips.append(clip)
     return clips

@@ -24,8 +24,9 @@ from pathlib import Path
 
 from facs.aus import normalize_code
 from facs.datasets.mmi import ALL, Clip, Event, Skipped, Span, _rel
+from facs.datasets.reading import image_sequence_clip, read_or_skip
 from facs.errors import FacsError
-from facs.video import image_files, natural_key, read_image
+from facs.video import image_files, natural_key
 
 IMAGES_DIR = "cohn-kanade-images"
 FACS_DIR = "FACS"
@@ -102,26 +103,16 @@ def read_clip(facs_path: str | Path, folder: str | Path, root: str | Path) -> Cl
             f"{n} images, the last {files[-1].name}"
         )
     aus = read_facs_file(facs_path)
-    h, w = read_image(files[0]).shape[:2]
     subject, session = folder.parent.name, folder.name
-    name = f"{subject}_{session}"
     peak_event: Event = (n - 1, n - 1, n - 1)
     unknown: dict[str, list[Span]] = {ALL: [(1, n - 2)]} if n >= 3 else {}
-    return Clip(
-        id=name,
-        session=name,
-        subject=subject,
-        video=_rel(folder, root),
-        xml=_rel(facs_path, root),
-        fps=FPS,
-        frames=n,
-        width=int(w),
-        height=int(h),
+    return image_sequence_clip(
+        f"{subject}_{session}", subject, folder, files, facs_path, root, FPS,
         events={code: [peak_event] for code in aus},
         coded=None,
         unknown=unknown,
         intensity={code: [(n - 1, n - 1, v)] for code, v in aus.items() if v > 0},
-    )
+    )  # fmt: skip
 
 
 def _sessions(root: Path) -> list[tuple[str, str]]:
@@ -176,15 +167,18 @@ def scan(
             if folder.is_dir() and image_files(folder):
                 skipped.append(Skipped(_rel(folder, root), NO_FACS))
             continue
-        try:
-            if len(facs) > 1:
-                raise FacsError(
-                    f"{facs[0]}: session {subject}_{session} has {len(facs)} FACS files "
-                    f"({', '.join(_rel(p, root) for p in facs)}; expected one, at the peak)"
-                )
-            clips.append(read_clip(facs[0], folder, root))
-        except FacsError as exc:
-            if not skip_bad:
-                raise
-            skipped.append(Skipped(_rel(facs[0], root), str(exc)))
+        clip = read_or_skip(
+            _rel(facs[0], root), skip_bad, skipped, _read_session, facs, folder, root
+        )
+        if clip is not None:
+            clips.append(clip)
     return clips
+
+
+def _read_session(facs: list[Path], folder: Path, root: Path) -> Clip:
+    if len(facs) > 1:
+        raise FacsError(
+            f"{facs[0]}: session {folder.parent.name}_{folder.name} has {len(facs)} FACS files "
+            f"({', '.join(_rel(p, root) for p in facs)}; expected one, at the peak)"
+        )
+    return read_clip(facs[0], folder, root)

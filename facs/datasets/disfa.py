@@ -17,6 +17,7 @@ import numpy as np
 
 from facs.aus import normalize_code
 from facs.datasets.mmi import Clip, Skipped, _probe, _rel, intensity_runs
+from facs.datasets.reading import read_or_skip
 from facs.datasets.runs import runs_to_events
 from facs.errors import FacsError
 
@@ -100,12 +101,11 @@ def scan(
     subjects = sorted(p for p in (root / LABELS_DIR).iterdir() if p.is_dir())
     clips: list[Clip] = []
     for folder in tqdm(subjects, desc="index", unit="subject", disable=None if progress else True):
-        try:
-            clips.append(_read_subject(root, folder, camera, threshold))
-        except FacsError as exc:
-            if not skip_bad:
-                raise
-            skipped.append(Skipped(_rel(folder, root), str(exc)))
+        clip = read_or_skip(
+            _rel(folder, root), skip_bad, skipped, _read_subject, root, folder, camera, threshold
+        )
+        if clip is not None:
+            clips.append(clip)
     return clips
 
 

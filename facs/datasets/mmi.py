@@ -321,6 +321,8 @@ def scan(
     """
     from tqdm import tqdm
 
+    from facs.datasets.reading import read_or_skip  # it builds on this module's Clip
+
     sessions = sessions_dir(root)
     base = sessions.parent
     folders = _session_folders(sessions)
@@ -348,12 +350,10 @@ def scan(
             skipped.extend(Skipped(_rel(x, base), str(exc)) for x in oao)
             continue
         for xml_path in oao:
-            try:
-                clip = read_clip(xml_path, base, session)
-            except FacsError as exc:
-                if not skip_bad:
-                    raise
-                skipped.append(Skipped(_rel(xml_path, base), str(exc)))
+            clip = read_or_skip(
+                _rel(xml_path, base), skip_bad, skipped, read_clip, xml_path, base, session
+            )
+            if clip is None:
                 continue
             if clip.events and not any(clip.events.values()):
                 # AUs listed, none timed: a clip-level coding, not a per-frame one
