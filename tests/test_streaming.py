@@ -119,21 +119,57 @@ def test_streamed_csv_equals_the_json_results_csv(tmp_path, examples_dir):
     assert (tmp_path / "a.csv").read_text() == result_csv(pred.json())
 
 
-@pytest.mark.parametrize("method", ["average", "weighted", "logreg", "partial", "temporal"])
+@pytest.mark.parametrize(
+    "method",
+    ["average", "weighted", "logreg", "partial", "temporal", "temporal+smooth", "partial+smooth"],
+)
 def test_fusion_in_chunks_gives_fuses_numbers(method):
     from facs.training.fusion import fit_fusion, fuse, fuse_in_chunks
 
     rng = np.random.default_rng(5)
     n, L = 3000, 4
-    y = (rng.random((n, L)) < 0.3).astype(np.int8)
+    # AUs that last: runs of frames, so that the temporal context matters
+    y = (np.repeat(rng.random((n // 30, L)), 30, axis=0) < 0.3).astype(np.int8)
     scores = {s: np.clip(y * 0.5 + rng.random((n, L)) * 0.6, 0, 1) for s in ("spatial", "flow")}
-    fit = "logreg" if method == "partial" else method
-    spec, _ = fit_fusion(scores, y, method=fit)
-    if method == "partial":  # a stream without an opinion on one label: per-label coverage
+    base = method.split("+")[0]
+    spec, _ = fit_fusion(scores, y, method="logreg" if base == "partial" else base)
+    if method.endswith("+smooth"):
+        spec = {**spec, "smooth_frames": 9}
+    if base == "partial":  # a stream without an opinion on one label: per-label coverage
         scores = {**scores, "geometry": scores["flow"].copy()}
         scores["geometry"][:, 2] = np.nan
     want = np.asarray(fuse(scores, spec), np.float32)
-    np.testing.assert_array_equal(fuse_in_chunks(scores, spec, chunk=700), want)
+    got = fuse_in_chunks(scores, spec, chunk=700)
+    if base == "temporal" or "smooth" in method:  # running sums: equal to float rounding
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+        # and each chunk's edge frames see their neighbours (a chunk alone would not)
+        alone = np.asarray(fuse({s: v[700:1400] for s, v in scores.items()}, spec), np.float32)
+        assert np.abs(alone[:3] - want[700:703]).max() > 1e-4
+    else:
+        np.testing.assert_array_equal(got, want)
+
+
+def test_temporal_fusion_of_an_hour_stays_small():
+    """The trained two-stream model's fusion (temporal context) on an hour of frames: peak
+    memory a few chunks' worth, not the S x L x 4 float64 features of every frame."""
+    import tracemalloc
+
+    from facs.training.fusion import CONTEXT, fuse_in_chunks
+
+    n, L = 86_400, 16
+    rng = np.random.default_rng(0)
+    scores = {s: rng.random((n, L)).astype(np.float32) for s in ("spatial", "flow")}
+    width = 2 * L * (1 + len(CONTEXT))
+    spec = {"method": "temporal", "streams": ["spatial", "flow"],
+            "weights": {"spatial": 0.6, "flow": 0.4}, "context": list(CONTEXT),
+            "mean": [0.0] * width, "std": [1.0] * width,
+            "coef": [[0.01] * width] * L, "intercept": [0.0] * L}  # fmt: skip
+    tracemalloc.start()
+    out = fuse_in_chunks(scores, spec)
+    peak = tracemalloc.get_traced_memory()[1] - out.nbytes
+    tracemalloc.stop()
+    whole = n * width * 8  # the context features alone, unchunked
+    assert peak < whole / 4, (peak / 1e6, whole / 1e6)
 
 
 def test_landmark_rules_run_in_chunks_with_the_same_numbers():

@@ -114,27 +114,39 @@ def fuse(
     return smooth(out, float(spec.get("smooth_frames") or 0), frames, clips)
 
 
-def fuse_in_chunks(scores: dict[str, np.ndarray], spec: dict, chunk: int = 8192) -> np.ndarray:
-    """fuse(scores, spec) as float32, `chunk` rows at a time where the spec works frame by
-    frame (no temporal context, no smoothing): an hour of video then costs its output, not
-    several float64 copies of it. The choice fuse() makes over the whole video (the spec's
-    method, or per-label coverage) is made once, so the numbers are fuse()'s."""
+def fuse_in_chunks(scores: dict[str, np.ndarray], spec: dict, chunk: int = 4096) -> np.ndarray:
+    """fuse(scores, spec) of ONE clip's consecutive frames as float32, `chunk` rows at a time:
+    an hour of video then costs its output, not several float64 copies of it (the temporal
+    fusion's context features alone are S x L x 4 float64 values a frame, 200 MB an hour).
+    A chunk is fused with the frames its temporal context and smoothing reach on either side,
+    so each frame sees the neighbours fuse() gives it; the choice fuse() makes over the whole
+    video (the spec's method, or per-label coverage) is made once. Frame-by-frame methods
+    give fuse()'s numbers exactly; windowed ones to float rounding (their running sums start
+    at the chunk, not at the video's first frame)."""
     first = next(iter(scores.values()))
     n = len(first)
-    if spec.get("method") == "temporal" or float(spec.get("smooth_frames") or 0) > 1 or n <= chunk:
+    if n <= chunk:
         return np.asarray(fuse(scores, spec), dtype=np.float32)
     fitted = list(spec.get("streams") or scores)
     whole = set(scores) == set(fitted) and all(np.isfinite(p).all() for p in scores.values())
     covered = None
     if not whole:
         covered = np.stack([np.isfinite(scores[s]).all(axis=0) for s in scores])
+    window = float(spec.get("smooth_frames") or 0)
+    # frames a fused frame depends on, either side: the context windows' (+-w), then the
+    # smoothing's (+-window/2) over fused frames
+    reach = max(spec.get("context") or [0]) if whole and spec.get("method") == "temporal" else 0
+    reach += int(np.ceil(window / 2)) if window > 1 else 0
     out = np.empty((n, np.shape(first)[1]), dtype=np.float32)
     for a in range(0, n, chunk):
-        part = {s: v[a : a + chunk] for s, v in scores.items()}
+        b = min(n, a + chunk)
+        lo, hi = max(0, a - reach), min(n, b + reach)
+        part = {s: v[lo:hi] for s, v in scores.items()}
         if whole:
-            out[a : a + chunk] = _combine(part, {**spec, "streams": fitted})
+            fused = _combine(part, {**spec, "streams": fitted})
         else:
-            out[a : a + chunk] = _by_coverage(part, spec, covered)
+            fused = _by_coverage(part, spec, covered)
+        out[a:b] = smooth(fused, window)[a - lo : b - lo]
     return out
 
 
