@@ -247,10 +247,10 @@ class WorkerProcesses:
         with self._lock:
             self._closed = True
             executors = list(self._all)
-        idle = set()
+        idle = set()  # executors no analysis holds
         while True:
             try:
-                idle.add(id(self._free.get_nowait()))
+                idle.add(self._free.get_nowait())
             except queue.Empty:
                 break
         deadline = time.monotonic() + (timeout if wait else 0.0)
@@ -258,7 +258,7 @@ class WorkerProcesses:
             procs = list((ex._processes or {}).values())
             ex.shutdown(wait=False, cancel_futures=True)
             for p in procs:
-                if id(ex) not in idle:
+                if ex not in idle:
                     p.join(max(0.0, deadline - time.monotonic()))
                 if p.is_alive():
                     p.terminate()
