@@ -25,6 +25,8 @@ The stage that fits a fusion on a configuration's validation scores is `facs fus
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold, KFold
@@ -104,13 +106,8 @@ def fuse(
     streams; a landmark stream has no rule for some AUs: NaN there) each label is the weighted
     average of the streams that cover it, with the spec's validation weights (equal weights
     for `average`); a label no stream covers is 0."""
-    if not scores:
-        raise FacsError("fusion: no stream scores to fuse")
-    fitted = list(spec.get("streams") or scores)
-    if set(scores) == set(fitted) and all(np.isfinite(p).all() for p in scores.values()):
-        out = _combine(scores, {**spec, "streams": fitted}, frames, clips)
-    else:
-        out = _by_coverage(scores, spec)
+    plan = _plan(scores, spec)
+    out = _fuse_part(scores, spec, plan, frames, clips)
     return smooth(out, float(spec.get("smooth_frames") or 0), frames, clips)
 
 
@@ -123,36 +120,53 @@ def fuse_in_chunks(scores: dict[str, np.ndarray], spec: dict, chunk: int = 4096)
     video (the spec's method, or per-label coverage) is made once. Frame-by-frame methods
     give fuse()'s numbers exactly; windowed ones to float rounding (their running sums start
     at the chunk, not at the video's first frame)."""
-    first = next(iter(scores.values()))
-    n = len(first)
-    if n <= chunk:
+    first = next(iter(scores.values()), None)
+    if first is None or len(first) <= chunk:
         return np.asarray(fuse(scores, spec), dtype=np.float32)
-    fitted = list(spec.get("streams") or scores)
-    whole = set(scores) == set(fitted) and all(np.isfinite(p).all() for p in scores.values())
-    covered = None
-    if not whole:
-        covered = np.stack([np.isfinite(scores[s]).all(axis=0) for s in scores])
+    n = len(first)
+    plan = _plan(scores, spec)
     window = float(spec.get("smooth_frames") or 0)
     # frames a fused frame depends on, either side: the context windows' (+-w), then the
     # smoothing's (+-window/2) over fused frames
-    reach = max(spec.get("context") or [0]) if whole and spec.get("method") == "temporal" else 0
+    temporal = plan.whole and spec.get("method") == "temporal"
+    reach = max(spec.get("context") or [0]) if temporal else 0
     reach += int(np.ceil(window / 2)) if window > 1 else 0
     out = np.empty((n, np.shape(first)[1]), dtype=np.float32)
     for a in range(0, n, chunk):
         b = min(n, a + chunk)
         lo, hi = max(0, a - reach), min(n, b + reach)
-        part = {s: v[lo:hi] for s, v in scores.items()}
-        if whole:
-            fused = _combine(part, {**spec, "streams": fitted})
-        else:
-            fused = _by_coverage(part, spec, covered)
+        fused = _fuse_part({s: v[lo:hi] for s, v in scores.items()}, spec, plan)
         out[a:b] = smooth(fused, window)[a - lo : b - lo]
     return out
 
 
-def _by_coverage(
-    scores: dict[str, np.ndarray], spec: dict, covered: np.ndarray | None = None
-) -> np.ndarray:
+class _Plan(NamedTuple):
+    """fuse()'s choice for a video, made over all its frames: `whole` = the spec's method runs
+    (`fitted` streams); else per-label coverage with `covered` (S x L: which stream has an
+    opinion on which label)."""
+
+    fitted: list[str]
+    whole: bool
+    covered: np.ndarray | None
+
+
+def _plan(scores: dict[str, np.ndarray], spec: dict) -> _Plan:
+    if not scores:
+        raise FacsError("fusion: no stream scores to fuse")
+    fitted = list(spec.get("streams") or scores)
+    finite = {s: np.isfinite(p).all(axis=0) for s, p in scores.items()}
+    whole = set(scores) == set(fitted) and all(f.all() for f in finite.values())
+    return _Plan(fitted, whole, None if whole else np.stack(list(finite.values())))
+
+
+def _fuse_part(scores, spec, plan: _Plan, frames=None, clips=None) -> np.ndarray:
+    """fuse() without smoothing, of some rows of the video `plan` was made for."""
+    if plan.whole:
+        return _combine(scores, {**spec, "streams": plan.fitted}, frames, clips)
+    return _by_coverage(scores, spec, plan.covered)
+
+
+def _by_coverage(scores: dict[str, np.ndarray], spec: dict, covered: np.ndarray) -> np.ndarray:
     names = list(scores)
     n, n_labels = np.shape(scores[names[0]])
     weights = {s: w for s, w in (spec.get("weights") or {}).items() if s in names}
@@ -162,8 +176,6 @@ def _by_coverage(
     # the fitted ones on average
     mean_w = float(np.mean(list(weights.values())))
     weights = {s: float(weights.get(s, mean_w)) for s in names}
-    if covered is None:
-        covered = np.stack([np.isfinite(scores[s]).all(axis=0) for s in names])  # S x L
     out = np.zeros((n, n_labels), dtype=np.float64)
     for pattern in {tuple(col) for col in covered.T}:
         cols = np.flatnonzero((covered.T == pattern).all(axis=1))
