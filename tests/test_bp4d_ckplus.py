@@ -8,8 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
+from facs.aus import UNKNOWN
 from facs.datasets import bp4d, ckplus
-from facs.datasets.mmi import ALL, UNKNOWN, Clip, Skipped, frame_labels
+from facs.datasets.clips import ALL, Clip, Skipped, frame_labels
 from facs.errors import FacsError
 
 U = UNKNOWN

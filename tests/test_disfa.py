@@ -10,8 +10,8 @@ import pytest
 from mmi_helpers import facs_cli, write_avi
 
 from facs.datasets import disfa
+from facs.datasets.clips import Clip, frame_intensity, frame_labels
 from facs.datasets.index import build_index, load_index
-from facs.datasets.mmi import Clip, frame_intensity, frame_labels
 from facs.datasets.runs import runs_to_events
 from facs.errors import FacsError
 

@@ -20,7 +20,7 @@ import pytest
 from facs.caffe import caffe_pb2
 from facs.caffe.io import read_blobproto as read_mean
 from facs.caffe.lmdb import read_pair, record_hashes
-from facs.datasets.mmi import Clip, frame_labels
+from facs.datasets.clips import Clip, frame_labels
 from facs.preprocess.augment import Transform, apply
 from facs.preprocess.records import elliptic_mask, flow_stack, median_reference
 

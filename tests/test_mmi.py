@@ -10,8 +10,9 @@ import pytest
 from mmi_helpers import FIXTURES, add_clip, facs_cli
 
 from facs.datasets import mmi
+from facs.datasets.clips import Clip, event_spans, frame_labels, label_list
 from facs.datasets.index import build_index, load_index, write_index
-from facs.datasets.mmi import Clip, frame_labels, label_list, read_oao_xml, read_session_xml
+from facs.datasets.mmi import read_oao_xml, read_session_xml
 
 
 def _clip(events: dict, frames: int = 30, subject: str = "1", cid: str = "c") -> Clip:
@@ -43,8 +44,8 @@ def test_missing_offset_and_onset_rules():
     assert _active(y, 0) == list(range(2, 30))
     # missing onset: from the clip start, or from the frame after the previous event
     assert _active(y, 1) == list(range(0, 8)) + list(range(11, 22))
-    assert mmi.event_spans(ev["1"], 30) == [(2, 13), (14, 29)]
-    assert mmi.event_spans(ev["4"], 30) == [(0, 7), (11, 15), (16, 21)]
+    assert event_spans(ev["1"], 30) == [(2, 13), (14, 29)]
+    assert event_spans(ev["4"], 30) == [(0, 7), (11, 15), (16, 21)]
 
 
 def test_markers_mode_marks_only_marker_frames():
@@ -95,7 +96,7 @@ def test_codes_not_in_labels_are_ignored_and_missing_labels_are_zero():
     assert y[:, 0].sum() == 0 and _active(y, 1) == [1, 2, 3]
     assert frame_labels(clip, ["4"], "markers").sum() == 0
     # a hand-edited index with an empty event does not break the span rules
-    assert mmi.event_spans([(None, None, None), (3, None, None)], 10) == [(3, 9)]
+    assert event_spans([(None, None, None), (3, None, None)], 10) == [(3, 9)]
 
 
 def test_session_xml(tmp_path):

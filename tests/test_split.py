@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from mmi_helpers import facs_cli
 
+from facs.datasets.clips import Clip, label_list
 from facs.datasets.index import Index, write_index
-from facs.datasets.mmi import Clip, label_list
 from facs.datasets.split import (
     PARTS,
     clips_in,

@@ -9,7 +9,7 @@ import pytest
 from test_losses import loss_net, run
 
 from facs.aus import UNKNOWN
-from facs.datasets.mmi import ALL, Clip, frame_labels
+from facs.datasets.clips import ALL, Clip, frame_labels
 from facs.evaluation.metrics import evaluate_scores, frequency_baseline
 from facs.training.fusion import fit_fusion
 from facs.training.thresholds import calibrate

@@ -9,7 +9,7 @@ A cell is 0 (absent), 1 (present) or 9 (not coded). The frame numbers are the nu
 image names, so each row goes to the image with its number; the coding usually covers a
 sub-range of the sequence, and images without a row are unknown for every label ("*").
 
-What a clip holds (facs.datasets.mmi.Clip): `coded` = the AU columns with at least one coded
+What a clip holds (facs.datasets.clips.Clip): `coded` = the AU columns with at least one coded
 (0/1) cell (a column of 9 only says nothing, the same as no column), events = the runs of 1
 (facs.datasets.runs.runs_to_events), `unknown[code]` = the runs of 9, `unknown["*"]` = the
 images the CSV has no row for.
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from facs.aus import normalize_code
-from facs.datasets.mmi import ALL, Clip, Skipped, Span, _rel
+from facs.datasets.clips import ALL, Clip, Skipped, Span, rel
 from facs.datasets.reading import image_sequence_clip, read_or_skip
 from facs.datasets.runs import runs_to_events
 from facs.errors import FacsError
@@ -262,7 +262,7 @@ def scan(
     )
     clips: list[Clip] = []
     for path in tqdm(files, desc="index", unit="clip", disable=None if progress else True):
-        clip = read_or_skip(_rel(path, root), skip_bad, skipped, read_clip, path, root)
+        clip = read_or_skip(rel(path, root), skip_bad, skipped, read_clip, path, root)
         if clip is not None:
             clips.append(clip)
     return clips

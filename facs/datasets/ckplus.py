@@ -7,7 +7,7 @@ Some copies keep the `_facs.txt` beside the images (cohn-kanade-images/S005/001/
 A FACS file has one line per AU present at the peak, "   1.0000000e+00   3.0000000e+00" = AU
 number and intensity (0 = not given). One clip per coded session, id `S005_001`, fps 30.
 
-CK+'s protocol as labels (facs.datasets.mmi.Clip): the first frame is neutral (every label
+CK+'s protocol as labels (facs.datasets.clips.Clip): the first frame is neutral (every label
 known 0), the last frame is the peak (the listed AUs 1, every other label known 0: the peak's
 coding is complete, so `coded` is None), the frames between are not coded
 (`unknown = {"*": [(1, n - 2)]}`). Each listed AU is one event (n-1, n-1, n-1).
@@ -23,7 +23,7 @@ import re
 from pathlib import Path
 
 from facs.aus import normalize_code
-from facs.datasets.mmi import ALL, Clip, Event, Skipped, Span, _rel
+from facs.datasets.clips import ALL, Clip, Event, Skipped, Span, rel
 from facs.datasets.reading import image_sequence_clip, read_or_skip
 from facs.errors import FacsError
 from facs.video import image_files, natural_key
@@ -165,10 +165,10 @@ def scan(
         facs += [p for p in _facs_files(folder) if p.name not in {f.name for f in facs}]
         if not facs:
             if folder.is_dir() and image_files(folder):
-                skipped.append(Skipped(_rel(folder, root), NO_FACS))
+                skipped.append(Skipped(rel(folder, root), NO_FACS))
             continue
         clip = read_or_skip(
-            _rel(facs[0], root), skip_bad, skipped, _read_session, facs, folder, root
+            rel(facs[0], root), skip_bad, skipped, _read_session, facs, folder, root
         )
         if clip is not None:
             clips.append(clip)
@@ -179,6 +179,6 @@ def _read_session(facs: list[Path], folder: Path, root: Path) -> Clip:
     if len(facs) > 1:
         raise FacsError(
             f"{facs[0]}: session {folder.parent.name}_{folder.name} has {len(facs)} FACS files "
-            f"({', '.join(_rel(p, root) for p in facs)}; expected one, at the peak)"
+            f"({', '.join(rel(p, root) for p in facs)}; expected one, at the peak)"
         )
     return read_clip(facs[0], folder, root)

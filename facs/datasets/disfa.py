@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from facs.aus import normalize_code
-from facs.datasets.mmi import Clip, Skipped, _probe, _rel, intensity_runs
+from facs.datasets.clips import Clip, Skipped, intensity_runs, probe_video, rel
 from facs.datasets.reading import read_or_skip
 from facs.datasets.runs import runs_to_events
 from facs.errors import FacsError
@@ -102,7 +102,7 @@ def scan(
     clips: list[Clip] = []
     for folder in tqdm(subjects, desc="index", unit="subject", disable=None if progress else True):
         clip = read_or_skip(
-            _rel(folder, root), skip_bad, skipped, _read_subject, root, folder, camera, threshold
+            rel(folder, root), skip_bad, skipped, _read_subject, root, folder, camera, threshold
         )
         if clip is not None:
             clips.append(clip)
@@ -125,7 +125,7 @@ def _read_subject(root: Path, folder: Path, camera: str, threshold: int) -> Clip
             f"{folder}: no video for these labels (looked for {root / folder_name}/"
             f"{prefix}{subject}*)"
         )
-    info = _probe(video)
+    info = probe_video(video)
     events, kept = {}, {}
     for code, path in files.items():
         intensity = read_au_file(path, frames=info.frames)
@@ -135,8 +135,8 @@ def _read_subject(root: Path, folder: Path, camera: str, threshold: int) -> Clip
         id=f"{subject}-{camera}",
         session=subject,
         subject=subject,
-        video=_rel(video, root),
-        xml=_rel(folder, root),
+        video=rel(video, root),
+        xml=rel(folder, root),
         fps=float(info.fps),
         frames=int(info.frames),
         width=int(info.width),

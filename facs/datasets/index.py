@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from facs.aus import UNKNOWN
 from facs.datasets import bp4d, ckplus, disfa, mmi
-from facs.datasets.mmi import Clip
+from facs.datasets.clips import LABEL_MODES, Clip, Skipped, frame_labels, label_list
 from facs.errors import FacsError
 from facs.fileio import read_json, write_json
 
@@ -39,7 +40,7 @@ class Index:
         return self.root / clip.video
 
     def frame_labels(self, clip: Clip, mode: str | None = None) -> np.ndarray:
-        return mmi.frame_labels(clip, self.labels, mode or self.label_mode)
+        return frame_labels(clip, self.labels, mode or self.label_mode)
 
     def clip(self, clip_id: str) -> Clip:
         for c in self.clips:
@@ -119,13 +120,13 @@ def build_index(
 ) -> Index:
     """Read a corpus into an Index: MMI's Sessions/ tree, DISFA, BP4D or CK+ (`dataset`, or
     detected from the layout with 'auto')."""
-    if mode not in mmi.LABEL_MODES:
-        raise FacsError(f"--mode {mode!r}: expected one of {', '.join(mmi.LABEL_MODES)}")
+    if mode not in LABEL_MODES:
+        raise FacsError(f"--mode {mode!r}: expected one of {', '.join(LABEL_MODES)}")
     if dataset not in DATASETS:
         raise FacsError(f"--dataset {dataset!r}: expected one of {', '.join(DATASETS)}")
     if dataset == "auto":
         dataset = detect_dataset(root)
-    skipped: list[mmi.Skipped] = []
+    skipped: list[Skipped] = []
     if dataset in READERS:
         base = Path(root).resolve()
         extra = {"camera": camera, "threshold": threshold} if dataset == "disfa" else {}
@@ -146,7 +147,7 @@ def build_index(
     return Index(
         root=base,
         label_mode=mode,
-        labels=mmi.label_list(clips),
+        labels=label_list(clips),
         clips=clips,
         skipped=[{"path": s.path, "reason": s.reason} for s in skipped],
         dataset=dataset,
@@ -195,9 +196,7 @@ def summary(index: Index) -> str:
 
 def unknown_cells(index: Index) -> int:
     """How many (frame, label) cells the corpus did not code (0 for MMI and DISFA)."""
-    return sum(
-        int((index.frame_labels(c) == mmi.UNKNOWN).sum()) for c in index.clips if c.has_unknown
-    )
+    return sum(int((index.frame_labels(c) == UNKNOWN).sum()) for c in index.clips if c.has_unknown)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -212,7 +211,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--mode",
-        choices=mmi.LABEL_MODES,
+        choices=LABEL_MODES,
         default="span",
         help="per-frame labels: span = onset..offset (default), markers = marker frames only",
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from facs.datasets.mmi import Clip, Skipped, _rel
+from facs.datasets.clips import Clip, Skipped, rel
 from facs.errors import FacsError
 from facs.video import read_image
 
@@ -36,8 +36,8 @@ def image_sequence_clip(
         id=name,
         session=name,
         subject=subject,
-        video=_rel(folder, root),
-        xml=_rel(labels, root),
+        video=rel(folder, root),
+        xml=rel(labels, root),
         fps=fps,
         frames=len(files),
         width=int(w),

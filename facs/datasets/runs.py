@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from facs.datasets.mmi import Event
+from facs.datasets.clips import Event
 
 
 def runs_to_events(active: np.ndarray, intensity: np.ndarray | None = None) -> list[Event]:

@@ -15,8 +15,8 @@ import argparse
 import random
 from pathlib import Path
 
+from facs.datasets.clips import Clip
 from facs.datasets.index import Index, load_index
-from facs.datasets.mmi import Clip
 from facs.datasets.protocols import NAMES, load_protocol, protocol_folds
 from facs.errors import FacsError
 from facs.fileio import read_json, write_json

@@ -22,7 +22,8 @@ from pathlib import Path
 import av
 
 from facs.aus import sort_codes
-from facs.datasets.mmi import OAO_SUFFIX, event_spans, read_oao_xml
+from facs.datasets.clips import event_spans
+from facs.datasets.mmi import OAO_SUFFIX, read_oao_xml
 from facs.datasets.realfaces import load_labels
 from facs.errors import FacsError
 from facs.video import probe
