@@ -181,3 +181,17 @@ def test_landmark_rules_run_in_chunks_with_the_same_numbers():
     whole = geometry.rule_probs(feats, labels, 30.0, chunk=n)
     np.testing.assert_array_equal(geometry.rule_probs(feats, labels, 30.0, chunk=333), whole)
     assert np.isnan(whole[:, -1]).all() and (whole[::40, :-1] == 0).all()
+
+
+def test_landmark_neutral_runs_in_chunks_with_the_same_numbers():
+    """The neutral estimate keeps one activity value a frame, not every rule's evidence: the
+    same rest pose and neutral frames for any chunk."""
+    rng = np.random.default_rng(5)
+    n = 5000
+    feats = (1.0 + rng.normal(0, 0.08, (n, len(geometry.FEATURES)))).astype(np.float32)
+    feats[::40] = np.nan
+    rest, neutral = geometry.neutral_rest(feats, chunk=n)
+    rest2, neutral2 = geometry.neutral_rest(feats, chunk=333)
+    np.testing.assert_array_equal(rest2, rest)
+    np.testing.assert_array_equal(neutral2, neutral)
+    assert neutral.sum() == int(np.ceil(geometry.NEUTRAL_FRACTION * (n - n // 40)))

@@ -251,7 +251,9 @@ def _evidence(feats: np.ndarray, rest: np.ndarray, codes) -> np.ndarray:
     return out
 
 
-def neutral_rest(feats: np.ndarray, iterations: int = 3) -> tuple[np.ndarray, np.ndarray]:
+def neutral_rest(
+    feats: np.ndarray, iterations: int = 3, chunk: int = 8192
+) -> tuple[np.ndarray, np.ndarray]:
     """One person's resting feature values and the mask of the frames taken as neutral.
 
     OpenFace uses the median over all frames, which assumes the face is neutral most of the
@@ -283,9 +285,13 @@ def neutral_rest(feats: np.ndarray, iterations: int = 3) -> tuple[np.ndarray, np
 
     neutral = lowest(feats[:, FI["lip_gap"]])
     codes = [c for c in RULES if not RULES[c].absolute]
+    activity = np.empty(len(feats))
     for _ in range(iterations):
         rest = np.median(feats[neutral], axis=0)
-        activity = np.clip(_evidence(feats, rest, codes), 0, None).sum(axis=1)
+        # a chunk of frames at a time: one number a frame is kept, not every rule's evidence
+        for a in range(0, len(feats), chunk):
+            ev = _evidence(feats[a : a + chunk], rest, codes)
+            activity[a : a + chunk] = np.clip(ev, 0, None).sum(axis=1)
         neutral = lowest(activity)
     rest = np.median(feats[neutral], axis=0)
     return rest, neutral
