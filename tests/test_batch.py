@@ -104,7 +104,7 @@ def test_a_bad_input_fails_alone(clips, tmp_path, capsys):
 
 
 def test_a_dask_cluster_makes_the_same_files(clips, sequential, tmp_path):
-    from distributed import LocalCluster
+    from distributed import Client, LocalCluster
 
     out = tmp_path / "out"
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
@@ -112,8 +112,18 @@ def test_a_dask_cluster_makes_the_same_files(clips, sequential, tmp_path):
         args = ["analyze", str(clips), "-o", str(out), "--model", "geometry", "--quiet",
                 "--cluster", cluster.scheduler_address]  # fmt: skip
         assert main(args) == 0
+        with Client(cluster.scheduler_address) as client:  # each worker, its share of cores
+            threads = client.run(_threads)
     assert _outputs(out) == sequential
     assert len((out / SUMMARY).read_text().splitlines()) == 9
+    assert set(threads.values()) == {(1, 1)}, threads
+
+
+def _threads() -> tuple[int, int]:
+    import cv2
+    import torch
+
+    return cv2.getNumThreads(), torch.get_num_threads()
 
 
 def test_an_unreachable_cluster_is_one_line(clips, tmp_path, capsys):

@@ -146,6 +146,7 @@ def analyse_one(video: str, out: str, task: Task, model=None, progress=None) -> 
     from facs.analysis.analyze import check_input, write
     from facs.analysis.predict import predict
 
+    _cv2_threads_as_omp()
     t0 = time.perf_counter()
     try:
         warning = check_input(Path(video), task.allow_partial)
@@ -163,6 +164,18 @@ def analyse_one(video: str, out: str, task: Task, model=None, progress=None) -> 
         **{k: m[k] for k in ("input", "frames", "fps", "faces", "clip", "top5", "calibration")},
         **{k: m[k] for k in ("labels", "model")},
     }
+
+
+def _cv2_threads_as_omp() -> None:
+    """OpenCV's threads as many as OMP_NUM_THREADS says. A Dask worker process gets
+    OMP_NUM_THREADS=1 from its nanny (one core per worker process), which torch follows and
+    OpenCV ignores: without this, two workers on two cores each ran OpenCV on both."""
+    n = os.environ.get("OMP_NUM_THREADS", "")
+    if n.isdigit() and int(n) > 0:
+        import cv2
+
+        if cv2.getNumThreads() != int(n):
+            cv2.setNumThreads(int(n))
 
 
 def _init_worker(threads: int) -> None:
