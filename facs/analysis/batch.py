@@ -182,9 +182,7 @@ def _init_worker(threads: int) -> None:
     """A worker process: its share of the cores (set before torch or OpenCV start threads)."""
     os.environ["OMP_NUM_THREADS"] = str(threads)
     os.environ["MKL_NUM_THREADS"] = str(threads)
-    import cv2
-
-    cv2.setNumThreads(threads)
+    _cv2_threads_as_omp()
 
 
 # ---------------------------------------------------------------------------------- runners
